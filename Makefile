@@ -1,0 +1,52 @@
+# Two commands on a machine that has only Python 3.11+:
+#   make run    create .venv, install partnerbot, run the bot (config: ./config.toml)
+#   make test   create .venv with the dev tools, then ruff, mypy --strict and pytest
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= config.toml
+
+.PHONY: run test check lint typecheck pytest bench constraints clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The stamp files make a second `make test` skip the install when nothing changed.
+$(VENV)/.runtime: $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.dev: $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@ $(VENV)/.runtime
+
+run: $(VENV)/.runtime
+	$(BIN)/partnerbot --config $(CONFIG) run
+
+test: check
+
+check: $(VENV)/.dev
+	$(BIN)/ruff check core storage bot partnerbot tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check core storage bot partnerbot tests bench
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy
+
+pytest: $(VENV)/.dev
+	$(BIN)/pytest
+
+bench: $(VENV)/.dev
+	$(BIN)/python bench/ledger.py
+
+constraints: $(VENV)/.dev
+	{ echo "# Exact versions installed by 'make' and the Dockerfile (pip -c constraints.txt)."; \
+	  echo "# Regenerate after changing pyproject.toml: make constraints"; \
+	  $(BIN)/pip freeze --exclude-editable; } > constraints.txt
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,175 @@
+"""The ledger invariants of PRODUCT.md, checked over a snapshot of the whole store.
+
+`partnerbot ledger verify` prints the summary when they hold and every violation (with
+the table and row it concerns) when they do not.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from core.ledger import GENESIS, transfer_digest
+from core.model import (
+    OrderKind,
+    OrderStatus,
+    TransferKind,
+    channel_account,
+)
+from core.ports import LedgerSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    rule: str
+    row: str  # e.g. "transfers.id=42" or "accounts.code=partner:3"
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.row}: {self.rule}: {self.detail}"
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    transfers: int = 0
+    accounts: int = 0
+    partners: int = 0
+    on_balances: int = 0  # days on partner balances
+    on_channels: int = 0  # days held by live channels
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def summary(self) -> str:
+        state = "ok" if self.ok else f"BROKEN ({len(self.violations)} violations)"
+        return (
+            f"ledger {state}: {self.transfers} transfers, {self.accounts} accounts, "
+            f"{self.partners} partners; {self.on_balances:,} days on partner balances, "
+            f"{self.on_channels:,} days on live channels; accounts sum to zero"
+            if self.ok
+            else f"ledger {state}: {self.transfers} transfers checked"
+        )
+
+
+def verify(snapshot: LedgerSnapshot) -> VerifyReport:
+    report = VerifyReport()
+    stored = snapshot.account_balances()
+    walk = _walk_transfers(snapshot, stored, report)
+    _check_balances(stored, walk.derived, report)
+    partners = snapshot.partners()
+    report.partners = len(partners)
+    report.on_balances = sum(walk.derived.get(f"partner:{p.id}", 0) for p in partners)
+    _check_orders(snapshot, walk, report)
+    _check_channels(snapshot, walk.derived, report)
+    return report
+
+
+@dataclass(slots=True)
+class _Walk:
+    derived: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    purchases: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
+    refunds: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def _walk_transfers(
+    snapshot: LedgerSnapshot, stored: dict[str, int], report: VerifyReport
+) -> _Walk:
+    """One pass in id order: the chain, the shape of each row, and derived balances."""
+    bad, walk = report.violations, _Walk()
+    keys: set[str] = set()
+    previous, last_id = GENESIS, 0
+    for t in snapshot.transfers():
+        report.transfers += 1
+        row = f"transfers.id={t.id}"
+        if t.id <= last_id:
+            bad.append(Violation("order", row, f"id not after {last_id}"))
+        last_id = t.id
+        if transfer_digest(previous, t.id, t) != t.digest:
+            bad.append(Violation(
+                "chain", row,
+                "digest does not match this row and the one before it "
+                "(the row, or one before it, was edited, removed or inserted by hand)",
+            ))
+        previous = t.digest
+        if t.key in keys:
+            bad.append(Violation("idempotency", row, f"key {t.key!r} used twice"))
+        keys.add(t.key)
+        if t.days <= 0 or t.debit == t.credit:
+            bad.append(Violation("double entry", row, f"moves {t.days} days {t.debit}->{t.credit}"))
+        bad.extend(
+            Violation("double entry", row, f"unknown account {account}")
+            for account in (t.debit, t.credit)
+            if account not in stored
+        )
+        walk.derived[t.debit] -= t.days
+        walk.derived[t.credit] += t.days
+        # Replaying in order shows any moment a partner went below zero: only a refund
+        # may do that (rule 11).
+        if (
+            t.debit.startswith("partner:")
+            and walk.derived[t.debit] < 0
+            and t.kind is not TransferKind.REFUND
+        ):
+            bad.append(Violation(
+                "no overdraft", row,
+                f"{t.kind.value} left {t.debit} at {walk.derived[t.debit]} days",
+            ))
+        if t.kind is TransferKind.PURCHASE and t.order_id is not None:
+            walk.purchases[t.order_id].append(t.days)
+        if t.kind is TransferKind.REFUND and t.order_id is not None:
+            walk.refunds[t.order_id] += t.days
+    return walk
+
+
+def _check_balances(stored: dict[str, int], derived: dict[str, int], report: VerifyReport) -> None:
+    report.accounts = len(stored)
+    for account in sorted(set(stored) | set(derived)):
+        have, want = stored.get(account, 0), derived.get(account, 0)
+        if have != want:
+            report.violations.append(Violation(
+                "derived balance", f"accounts.code={account}",
+                f"stored balance {have}, transfers sum to {want}",
+            ))
+    if sum(stored.values()) != 0:
+        report.violations.append(Violation(
+            "zero sum", "accounts", f"stored balances sum to {sum(stored.values())}"
+        ))
+
+
+def _check_orders(snapshot: LedgerSnapshot, walk: _Walk, report: VerifyReport) -> None:
+    for order in snapshot.orders():
+        row = f"orders.id={order.id}"
+        credited = walk.purchases.get(order.id, [])
+        paid = order.status is OrderStatus.PAID and order.kind is not OrderKind.SUBSCRIPTION
+        if paid and credited != [order.days]:
+            report.violations.append(Violation(
+                "credited once", row, f"paid order of {order.days} days credited {credited}"
+            ))
+        if not paid and credited:
+            report.violations.append(Violation(
+                "credited once", row, f"{order.status.value} order was credited {credited}"
+            ))
+        refunded = walk.refunds.get(order.id, 0)
+        if refunded != order.refunded_days:
+            report.violations.append(Violation(
+                "refunds", row,
+                f"records {order.refunded_days} days refunded, transfers say {refunded}",
+            ))
+
+
+def _check_channels(
+    snapshot: LedgerSnapshot, derived: dict[str, int], report: VerifyReport
+) -> None:
+    for channel in snapshot.channels():
+        held = derived.get(channel_account(channel.id), 0)
+        row = f"channels.id={channel.id}"
+        if channel.live:
+            report.on_channels += held
+            if held < 0:
+                report.violations.append(Violation("channel", row, f"holds {held} days"))
+        elif held != 0:
+            report.violations.append(
+                Violation("channel", row, f"deleted but still holds {held} days")
+            )

@@ -1,0 +1,68 @@
+"""Transfers: how a movement of days is written, and the chain that seals the ledger.
+
+Each transfer carries a digest over its own fields and the previous transfer's digest.
+Editing, deleting or reordering a row by hand breaks the chain at that row, which is how
+`partnerbot ledger verify` names the row that was tampered with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from core.days import utc
+from core.model import NewTransfer, Transfer, TransferKind
+from core.ports import Ledger
+
+GENESIS = "0" * 64
+
+
+def transfer_digest(previous: str, transfer_id: int, t: NewTransfer | Transfer) -> str:
+    fields = (
+        previous,
+        str(transfer_id),
+        t.key,
+        t.debit,
+        t.credit,
+        str(t.days),
+        t.kind.value,
+        t.actor,
+        t.reason,
+        utc(t.created_at).isoformat(timespec="microseconds"),
+        "" if t.order_id is None else str(t.order_id),
+    )
+    # The unit separator cannot occur in any field we write, so the join is unambiguous.
+    return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
+
+
+def move(
+    ledger: Ledger,
+    *,
+    key: str,
+    debit: str,
+    credit: str,
+    days: int,
+    kind: TransferKind,
+    actor: str,
+    at: datetime,
+    reason: str = "",
+    order_id: int | None = None,
+) -> Transfer:
+    """Write one double-entry transfer of `days` from `debit` to `credit`."""
+    if days <= 0:
+        raise ValueError("a transfer moves a positive number of days")
+    if debit == credit:
+        raise ValueError("a transfer moves days between two different accounts")
+    return ledger.add_transfer(
+        NewTransfer(
+            key=key,
+            debit=debit,
+            credit=credit,
+            days=days,
+            kind=kind,
+            actor=actor,
+            reason=reason,
+            created_at=utc(at),
+            order_id=order_id,
+        )
+    )

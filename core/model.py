@@ -1,0 +1,193 @@
+"""Entities of the billing domain: partners, members, invites, channels, accounts,
+transfers and payment orders. Frozen: a change is a new value handed to the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class ActorKind(StrEnum):
+    USER = "user"  # a linked partner member, by Telegram user id
+    SUPPORT = "support"  # a support agent, by Telegram user id
+    STRIPE = "stripe"  # a Stripe event or a reconciliation with Stripe
+    SCHEDULER = "scheduler"  # a scheduled job
+    CLI = "cli"  # an operator at the command line
+    SYSTEM = "system"  # the bot itself (e.g. migrations)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who caused a change; recorded on every state change."""
+
+    kind: ActorKind
+    ref: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.ref}"
+
+    @classmethod
+    def parse(cls, text: str) -> Actor:
+        kind, _, ref = text.partition(":")
+        return cls(ActorKind(kind), ref)
+
+    @classmethod
+    def user(cls, user_id: int) -> Actor:
+        return cls(ActorKind.USER, str(user_id))
+
+    @classmethod
+    def support(cls, user_id: int) -> Actor:
+        return cls(ActorKind.SUPPORT, str(user_id))
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    MEMBER = "member"
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    id: int
+    name: str
+    currency: str
+    monthly_price: int  # minor units per channel per 30 days
+    low_balance_days: int
+    billing_day: int  # 1..31; a day past a short month's end means its last day
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    user_id: int
+    partner_id: int
+    role: Role
+    linked_at: datetime
+    unreachable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    id: int
+    partner_id: int
+    role: Role
+    code_hash: str  # sha256 of the code; the code itself is never stored
+    created_at: datetime
+    expires_at: datetime
+    created_by: str
+    used_at: datetime | None = None
+    used_by: int | None = None
+
+
+class ChannelBilling(StrEnum):
+    BALANCE = "balance"  # days given from the partner's balance
+    SUBSCRIPTION = "subscription"  # a Stripe subscription of its own (rule 10)
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    id: int
+    partner_id: int
+    name: str
+    created_at: datetime
+    active_until: datetime | None = None
+    auto_renew: bool = False
+    deleted_at: datetime | None = None
+    billing: ChannelBilling = ChannelBilling.BALANCE
+
+    @property
+    def live(self) -> bool:
+        return self.deleted_at is None
+
+
+# Accounts are named by short codes. Outside accounts are where days come from and go
+# to; their balances are the negation of everything inside, so the total is zero.
+PURCHASES = "ext:purchases"  # days bought with money (top-ups, invoices)
+GRANTS = "ext:grants"  # days given or taken by support
+CONSUMED = "ext:consumed"  # days used up by deleted channels
+SUBSCRIPTIONS = "ext:subscriptions"  # days paid by per-channel Stripe subscriptions
+EXTERNAL_ACCOUNTS = (PURCHASES, GRANTS, CONSUMED, SUBSCRIPTIONS)
+
+
+def partner_account(partner_id: int) -> str:
+    return f"partner:{partner_id}"
+
+
+def channel_account(channel_id: int) -> str:
+    return f"channel:{channel_id}"
+
+
+class TransferKind(StrEnum):
+    PURCHASE = "purchase"  # purchases -> partner: a paid order
+    REFUND = "refund"  # partner -> purchases: a Stripe refund takes days back
+    GRANT = "grant"  # grants -> partner
+    REMOVAL = "removal"  # partner -> grants
+    ALLOCATION = "allocation"  # partner -> channel
+    RENEWAL = "renewal"  # partner -> channel, by auto-renew
+    RETURN = "return"  # channel -> partner: unused days of a deleted channel
+    CONSUMPTION = "consumption"  # channel -> consumed: used days of a deleted channel
+    SUBSCRIPTION = "subscription"  # subscriptions -> channel: a paid Stripe period
+
+
+@dataclass(frozen=True, slots=True)
+class NewTransfer:
+    key: str  # idempotency key, unique across the ledger
+    debit: str  # account the days leave
+    credit: str  # account the days enter
+    days: int
+    kind: TransferKind
+    actor: str
+    reason: str
+    created_at: datetime
+    order_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    id: int
+    key: str
+    debit: str
+    credit: str
+    days: int
+    kind: TransferKind
+    actor: str
+    reason: str
+    created_at: datetime
+    order_id: int | None
+    digest: str  # chains this row to the previous one (see core.ledger)
+
+
+class OrderKind(StrEnum):
+    TOPUP = "topup"  # extra days bought by the partner (rule 3)
+    INVOICE = "invoice"  # N channels x 30 days, monthly or on request (rule 6)
+    SUBSCRIPTION = "subscription"  # a per-channel Stripe subscription (rule 10)
+
+
+class OrderStatus(StrEnum):
+    OPEN = "open"  # waiting for payment
+    PAID = "paid"  # days credited
+    EXPIRED = "expired"  # the payment link lapsed unpaid
+    FAILED = "failed"  # the payment was attempted and failed
+    CANCELED = "canceled"  # withdrawn before payment (e.g. Stripe unreachable)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOrder:
+    id: int
+    partner_id: int
+    kind: OrderKind
+    days: int
+    amount: int  # minor units, the quote the payment must match
+    currency: str
+    status: OrderStatus
+    created_at: datetime
+    created_by: str
+    period: str | None = None  # "YYYY-MM" for monthly invoices
+    channels: int | None = None  # channel count an invoice was sized by
+    channel_id: int | None = None  # the channel of a subscription
+    provider_ref: str | None = None  # Stripe Checkout Session id
+    payment_ref: str | None = None  # Stripe PaymentIntent id, once paid
+    url: str | None = None  # where the partner pays
+    paid_at: datetime | None = None
+    closed_at: datetime | None = None
+    refunded_days: int = 0

@@ -1,0 +1,150 @@
+"""What the domain needs from the outside, as protocols.
+
+The store runs a whole use case as one synchronous function against a `Ledger` inside
+one transaction: the SQLite store runs it on its database thread in one trip, the fake
+store under a lock. Writes are serialized; an exception rolls everything back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from core.model import (
+    Channel,
+    Invite,
+    Member,
+    NewTransfer,
+    OrderKind,
+    OrderStatus,
+    Partner,
+    PaymentOrder,
+    Role,
+    Transfer,
+)
+
+T = TypeVar("T")
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current instant, timezone-aware."""
+        ...
+
+
+class Ledger(Protocol):
+    """One transaction's view of the store. Every method is synchronous."""
+
+    # partners
+    def add_partner(
+        self,
+        name: str,
+        currency: str,
+        monthly_price: int,
+        low_balance_days: int,
+        billing_day: int,
+        created_at: datetime,
+    ) -> Partner: ...
+    def get_partner(self, partner_id: int) -> Partner | None: ...
+    def find_partner_by_name(self, name: str) -> Partner | None: ...
+    def list_partners(self) -> list[Partner]: ...
+    def update_partner(self, partner: Partner) -> None: ...
+
+    # members and invites
+    def save_member(self, member: Member) -> None:
+        """Insert or replace the member row of member.user_id."""
+        ...
+    def get_member(self, user_id: int) -> Member | None: ...
+    def list_members(self, partner_id: int) -> list[Member]: ...
+    def add_invite(
+        self,
+        partner_id: int,
+        role: Role,
+        code_hash: str,
+        created_at: datetime,
+        expires_at: datetime,
+        created_by: str,
+    ) -> Invite: ...
+    def find_invite(self, code_hash: str) -> Invite | None: ...
+    def use_invite(self, invite_id: int, user_id: int, at: datetime) -> None: ...
+
+    # channels
+    def add_channel(self, partner_id: int, name: str, created_at: datetime) -> Channel: ...
+    def get_channel(self, channel_id: int) -> Channel | None: ...
+    def find_live_channel(self, partner_id: int, name: str) -> Channel | None:
+        """The partner's live channel of that name, compared case-insensitively."""
+        ...
+    def list_channels(self, partner_id: int, *, include_deleted: bool = False) -> list[Channel]: ...
+    def update_channel(self, channel: Channel) -> None: ...
+
+    # accounts and transfers
+    def balance(self, account: str) -> int: ...
+    def add_transfer(self, transfer: NewTransfer) -> Transfer:
+        """Append a transfer (unique key), moving its days between the two accounts."""
+        ...
+    def find_transfer(self, key: str) -> Transfer | None: ...
+    def list_transfers(
+        self, account: str, *, limit: int, before_id: int | None = None
+    ) -> list[Transfer]:
+        """Newest first: transfers that debit or credit the account."""
+        ...
+
+    # the audit trail of changes that move no days (who set a price, linked a member...)
+    def record_event(
+        self, at: datetime, actor: str, action: str, partner_id: int | None, detail: str
+    ) -> None: ...
+
+    # outcomes of idempotent operations
+    def find_outcome(self, key: str) -> tuple[str, str] | None: ...
+    def save_outcome(self, key: str, kind: str, payload: str, at: datetime) -> None: ...
+
+    # payment orders
+    def add_order(
+        self,
+        partner_id: int,
+        kind: OrderKind,
+        days: int,
+        amount: int,
+        currency: str,
+        created_at: datetime,
+        created_by: str,
+        *,
+        period: str | None = None,
+        channels: int | None = None,
+        channel_id: int | None = None,
+    ) -> PaymentOrder: ...
+    def get_order(self, order_id: int) -> PaymentOrder | None: ...
+    def find_invoice(self, partner_id: int, period: str) -> PaymentOrder | None: ...
+    def list_orders(
+        self, partner_id: int | None = None, *, statuses: Sequence[OrderStatus] = ()
+    ) -> list[PaymentOrder]: ...
+    def update_order(self, order: PaymentOrder) -> None: ...
+
+
+class LedgerSnapshot(Protocol):
+    """Everything `ledger verify` reads, in a consistent snapshot."""
+
+    def transfers(self) -> Iterator[Transfer]:
+        """Every transfer in id order."""
+        ...
+    def account_balances(self) -> dict[str, int]:
+        """Every account with its stored (cached) balance."""
+        ...
+    def channels(self) -> list[Channel]: ...
+    def orders(self) -> list[PaymentOrder]: ...
+    def partners(self) -> list[Partner]: ...
+
+
+class Store(Protocol):
+    async def write(self, work: Callable[[Ledger], T]) -> T:
+        """Run `work` in one serialized write transaction; commit if it returns."""
+        ...
+
+    async def read(self, work: Callable[[Ledger], T]) -> T:
+        """Run `work` against a consistent snapshot; it must not write."""
+        ...
+
+    async def verify(self, work: Callable[[LedgerSnapshot], T]) -> T:
+        """Run `work` against a snapshot of the whole ledger."""
+        ...

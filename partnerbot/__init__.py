@@ -1,0 +1,1 @@
+"""partnerbot: the application layer (configuration, CLI, wiring of bot, storage and payments)."""

@@ -1,0 +1,1 @@
+"""Stores that satisfy core.ports.Store: SQLite for real use, memory for tests."""

@@ -1,0 +1,100 @@
+"""Conversions between SQLite rows and domain values."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+from core.days import utc
+from core.model import (
+    Channel,
+    ChannelBilling,
+    Invite,
+    Member,
+    OrderKind,
+    OrderStatus,
+    Partner,
+    PaymentOrder,
+    Role,
+    Transfer,
+    TransferKind,
+)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def to_us(instant: datetime) -> int:
+    return (utc(instant) - EPOCH) // _US
+
+
+def from_us(value: int) -> datetime:
+    return EPOCH + value * _US
+
+
+def opt_us(instant: datetime | None) -> int | None:
+    return None if instant is None else to_us(instant)
+
+
+def opt_dt(value: int | None) -> datetime | None:
+    return None if value is None else from_us(value)
+
+
+PARTNER_COLS = "id, name, currency, monthly_price, low_balance_days, billing_day, created_at"
+
+
+def partner(r: sqlite3.Row) -> Partner:
+    return Partner(r[0], r[1], r[2], r[3], r[4], r[5], from_us(r[6]))
+
+
+MEMBER_COLS = "user_id, partner_id, role, linked_at, unreachable"
+
+
+def member(r: sqlite3.Row) -> Member:
+    return Member(r[0], r[1], Role(r[2]), from_us(r[3]), bool(r[4]))
+
+
+INVITE_COLS = (
+    "id, partner_id, role, code_hash, created_at, expires_at, created_by, used_at, used_by"
+)
+
+
+def invite(r: sqlite3.Row) -> Invite:
+    return Invite(
+        r[0], r[1], Role(r[2]), r[3], from_us(r[4]), from_us(r[5]), r[6], opt_dt(r[7]), r[8]
+    )
+
+
+CHANNEL_COLS = "id, partner_id, name, created_at, active_until, auto_renew, deleted_at, billing"
+
+
+def channel(r: sqlite3.Row) -> Channel:
+    return Channel(
+        r[0], r[1], r[2], from_us(r[3]), opt_dt(r[4]), bool(r[5]), opt_dt(r[6]),
+        ChannelBilling(r[7]),
+    )
+
+
+TRANSFER_COLS = "id, key, debit, credit, days, kind, actor, reason, created_at, order_id, digest"
+
+
+def transfer(r: sqlite3.Row) -> Transfer:
+    return Transfer(
+        r[0], r[1], r[2], r[3], r[4], TransferKind(r[5]), r[6], r[7], from_us(r[8]), r[9], r[10]
+    )
+
+
+ORDER_COLS = (
+    "id, partner_id, kind, days, amount, currency, status, created_at, created_by, period, "
+    "channels, channel_id, provider_ref, payment_ref, url, paid_at, closed_at, refunded_days"
+)
+
+
+def order(r: sqlite3.Row) -> PaymentOrder:
+    return PaymentOrder(
+        id=r[0], partner_id=r[1], kind=OrderKind(r[2]), days=r[3], amount=r[4],
+        currency=r[5], status=OrderStatus(r[6]), created_at=from_us(r[7]), created_by=r[8],
+        period=r[9], channels=r[10], channel_id=r[11], provider_ref=r[12],
+        payment_ref=r[13], url=r[14], paid_at=opt_dt(r[15]), closed_at=opt_dt(r[16]),
+        refunded_days=r[17],
+    )

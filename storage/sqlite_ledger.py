@@ -1,0 +1,334 @@
+"""core.ports.Ledger over a sqlite3 connection; runs on the store's database thread."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+from core.ledger import GENESIS, transfer_digest
+from core.model import (
+    Channel,
+    Invite,
+    Member,
+    NewTransfer,
+    OrderKind,
+    OrderStatus,
+    Partner,
+    PaymentOrder,
+    Role,
+    Transfer,
+    channel_account,
+    partner_account,
+)
+from core.names import name_key
+from storage import rows
+from storage.rows import opt_us, to_us
+
+
+class SqliteLedger:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def _one(self, sql: str, args: Sequence[object] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.conn.execute(sql, args).fetchone()
+        return row
+
+    # partners ---------------------------------------------------------------------
+
+    def add_partner(
+        self,
+        name: str,
+        currency: str,
+        monthly_price: int,
+        low_balance_days: int,
+        billing_day: int,
+        created_at: datetime,
+    ) -> Partner:
+        cur = self.conn.execute(
+            "INSERT INTO partners (name, name_key, currency, monthly_price, low_balance_days,"
+            " billing_day, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (name, name_key(name), currency, monthly_price, low_balance_days, billing_day,
+             to_us(created_at)),
+        )
+        partner_id = int(cur.lastrowid or 0)
+        self.conn.execute(
+            "INSERT INTO accounts (code, partner_id) VALUES (?, ?)",
+            (partner_account(partner_id), partner_id),
+        )
+        return Partner(
+            partner_id, name, currency, monthly_price, low_balance_days, billing_day,
+            rows.from_us(to_us(created_at)),
+        )
+
+    def get_partner(self, partner_id: int) -> Partner | None:
+        row = self._one(f"SELECT {rows.PARTNER_COLS} FROM partners WHERE id = ?", (partner_id,))
+        return None if row is None else rows.partner(row)
+
+    def find_partner_by_name(self, name: str) -> Partner | None:
+        row = self._one(
+            f"SELECT {rows.PARTNER_COLS} FROM partners WHERE name_key = ?", (name_key(name),)
+        )
+        return None if row is None else rows.partner(row)
+
+    def list_partners(self) -> list[Partner]:
+        cur = self.conn.execute(f"SELECT {rows.PARTNER_COLS} FROM partners ORDER BY id")
+        return [rows.partner(r) for r in cur]
+
+    def update_partner(self, partner: Partner) -> None:
+        self.conn.execute(
+            "UPDATE partners SET name = ?, name_key = ?, currency = ?, monthly_price = ?,"
+            " low_balance_days = ?, billing_day = ? WHERE id = ?",
+            (partner.name, name_key(partner.name), partner.currency, partner.monthly_price,
+             partner.low_balance_days, partner.billing_day, partner.id),
+        )
+
+    # members and invites ----------------------------------------------------------
+
+    def save_member(self, member: Member) -> None:
+        self.conn.execute(
+            "INSERT INTO members (user_id, partner_id, role, linked_at, unreachable)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET"
+            " partner_id = excluded.partner_id, role = excluded.role,"
+            " linked_at = excluded.linked_at, unreachable = excluded.unreachable",
+            (member.user_id, member.partner_id, member.role.value, to_us(member.linked_at),
+             int(member.unreachable)),
+        )
+
+    def get_member(self, user_id: int) -> Member | None:
+        row = self._one(f"SELECT {rows.MEMBER_COLS} FROM members WHERE user_id = ?", (user_id,))
+        return None if row is None else rows.member(row)
+
+    def list_members(self, partner_id: int) -> list[Member]:
+        cur = self.conn.execute(
+            f"SELECT {rows.MEMBER_COLS} FROM members WHERE partner_id = ?"
+            " ORDER BY linked_at, user_id",
+            (partner_id,),
+        )
+        return [rows.member(r) for r in cur]
+
+    def add_invite(
+        self,
+        partner_id: int,
+        role: Role,
+        code_hash: str,
+        created_at: datetime,
+        expires_at: datetime,
+        created_by: str,
+    ) -> Invite:
+        cur = self.conn.execute(
+            "INSERT INTO invites (partner_id, role, code_hash, created_at, expires_at,"
+            " created_by) VALUES (?, ?, ?, ?, ?, ?)",
+            (partner_id, role.value, code_hash, to_us(created_at), to_us(expires_at), created_by),
+        )
+        row = self._one(f"SELECT {rows.INVITE_COLS} FROM invites WHERE id = ?", (cur.lastrowid,))
+        assert row is not None
+        return rows.invite(row)
+
+    def find_invite(self, code_hash: str) -> Invite | None:
+        row = self._one(
+            f"SELECT {rows.INVITE_COLS} FROM invites WHERE code_hash = ?", (code_hash,)
+        )
+        return None if row is None else rows.invite(row)
+
+    def use_invite(self, invite_id: int, user_id: int, at: datetime) -> None:
+        self.conn.execute(
+            "UPDATE invites SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL",
+            (to_us(at), user_id, invite_id),
+        )
+
+    # channels ---------------------------------------------------------------------
+
+    def add_channel(self, partner_id: int, name: str, created_at: datetime) -> Channel:
+        cur = self.conn.execute(
+            "INSERT INTO channels (partner_id, name, name_key, created_at) VALUES (?, ?, ?, ?)",
+            (partner_id, name, name_key(name), to_us(created_at)),
+        )
+        channel_id = int(cur.lastrowid or 0)
+        self.conn.execute(
+            "INSERT INTO accounts (code, partner_id, channel_id) VALUES (?, ?, ?)",
+            (channel_account(channel_id), partner_id, channel_id),
+        )
+        return Channel(channel_id, partner_id, name, rows.from_us(to_us(created_at)))
+
+    def get_channel(self, channel_id: int) -> Channel | None:
+        row = self._one(f"SELECT {rows.CHANNEL_COLS} FROM channels WHERE id = ?", (channel_id,))
+        return None if row is None else rows.channel(row)
+
+    def find_live_channel(self, partner_id: int, name: str) -> Channel | None:
+        row = self._one(
+            f"SELECT {rows.CHANNEL_COLS} FROM channels"
+            " WHERE partner_id = ? AND name_key = ? AND deleted_at IS NULL",
+            (partner_id, name_key(name)),
+        )
+        return None if row is None else rows.channel(row)
+
+    def list_channels(self, partner_id: int, *, include_deleted: bool = False) -> list[Channel]:
+        live = "" if include_deleted else " AND deleted_at IS NULL"
+        cur = self.conn.execute(
+            f"SELECT {rows.CHANNEL_COLS} FROM channels WHERE partner_id = ?{live} ORDER BY id",
+            (partner_id,),
+        )
+        return [rows.channel(r) for r in cur]
+
+    def update_channel(self, channel: Channel) -> None:
+        self.conn.execute(
+            "UPDATE channels SET name = ?, name_key = ?, active_until = ?, auto_renew = ?,"
+            " deleted_at = ?, billing = ? WHERE id = ?",
+            (channel.name, name_key(channel.name), opt_us(channel.active_until),
+             int(channel.auto_renew), opt_us(channel.deleted_at), channel.billing.value,
+             channel.id),
+        )
+
+    # accounts and transfers -------------------------------------------------------
+
+    def balance(self, account: str) -> int:
+        row = self._one("SELECT balance FROM accounts WHERE code = ?", (account,))
+        return 0 if row is None else int(row[0])
+
+    def add_transfer(self, transfer: NewTransfer) -> Transfer:
+        last = self._one("SELECT id, digest FROM transfers ORDER BY id DESC LIMIT 1")
+        transfer_id, previous = (1, GENESIS) if last is None else (last[0] + 1, last[1])
+        digest = transfer_digest(previous, transfer_id, transfer)
+        t = transfer
+        # Balances move in the AFTER INSERT trigger; the overdraft trigger backs the
+        # use case's own check.
+        self.conn.execute(
+            f"INSERT INTO transfers ({rows.TRANSFER_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (transfer_id, t.key, t.debit, t.credit, t.days, t.kind.value, t.actor, t.reason,
+             to_us(t.created_at), t.order_id, digest),
+        )
+        return Transfer(
+            transfer_id, t.key, t.debit, t.credit, t.days, t.kind, t.actor, t.reason,
+            t.created_at, t.order_id, digest,
+        )
+
+    def find_transfer(self, key: str) -> Transfer | None:
+        row = self._one(f"SELECT {rows.TRANSFER_COLS} FROM transfers WHERE key = ?", (key,))
+        return None if row is None else rows.transfer(row)
+
+    def list_transfers(
+        self, account: str, *, limit: int, before_id: int | None = None
+    ) -> list[Transfer]:
+        before = (1 << 62) if before_id is None else before_id
+        # Two index range scans merged, rather than an OR that scans the table.
+        cur = self.conn.execute(
+            f"SELECT {rows.TRANSFER_COLS} FROM ("
+            f" SELECT * FROM (SELECT * FROM transfers WHERE debit = ? AND id < ?"
+            "  ORDER BY id DESC LIMIT ?)"
+            " UNION"
+            f" SELECT * FROM (SELECT * FROM transfers WHERE credit = ? AND id < ?"
+            "  ORDER BY id DESC LIMIT ?)"
+            ") ORDER BY id DESC LIMIT ?",
+            (account, before, limit, account, before, limit, limit),
+        )
+        return [rows.transfer(r) for r in cur]
+
+    # audit and outcomes -----------------------------------------------------------
+
+    def record_event(
+        self, at: datetime, actor: str, action: str, partner_id: int | None, detail: str
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO events (at, actor, action, partner_id, detail) VALUES (?, ?, ?, ?, ?)",
+            (to_us(at), actor, action, partner_id, detail),
+        )
+
+    def find_outcome(self, key: str) -> tuple[str, str] | None:
+        row = self._one("SELECT kind, outcome FROM operations WHERE key = ?", (key,))
+        return None if row is None else (row[0], row[1])
+
+    def save_outcome(self, key: str, kind: str, payload: str, at: datetime) -> None:
+        self.conn.execute(
+            "INSERT INTO operations (key, kind, outcome, created_at) VALUES (?, ?, ?, ?)",
+            (key, kind, payload, to_us(at)),
+        )
+
+    # payment orders ---------------------------------------------------------------
+
+    def add_order(
+        self,
+        partner_id: int,
+        kind: OrderKind,
+        days: int,
+        amount: int,
+        currency: str,
+        created_at: datetime,
+        created_by: str,
+        *,
+        period: str | None = None,
+        channels: int | None = None,
+        channel_id: int | None = None,
+    ) -> PaymentOrder:
+        cur = self.conn.execute(
+            "INSERT INTO orders (partner_id, kind, days, amount, currency, status, created_at,"
+            " created_by, period, channels, channel_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (partner_id, kind.value, days, amount, currency, OrderStatus.OPEN.value,
+             to_us(created_at), created_by, period, channels, channel_id),
+        )
+        order = self.get_order(int(cur.lastrowid or 0))
+        assert order is not None
+        return order
+
+    def get_order(self, order_id: int) -> PaymentOrder | None:
+        row = self._one(f"SELECT {rows.ORDER_COLS} FROM orders WHERE id = ?", (order_id,))
+        return None if row is None else rows.order(row)
+
+    def find_invoice(self, partner_id: int, period: str) -> PaymentOrder | None:
+        row = self._one(
+            f"SELECT {rows.ORDER_COLS} FROM orders WHERE partner_id = ? AND period = ?",
+            (partner_id, period),
+        )
+        return None if row is None else rows.order(row)
+
+    def list_orders(
+        self, partner_id: int | None = None, *, statuses: Sequence[OrderStatus] = ()
+    ) -> list[PaymentOrder]:
+        where: list[str] = []
+        args: list[object] = []
+        if partner_id is not None:
+            where.append("partner_id = ?")
+            args.append(partner_id)
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            args.extend(s.value for s in statuses)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        cur = self.conn.execute(
+            f"SELECT {rows.ORDER_COLS} FROM orders{clause} ORDER BY id DESC", args
+        )
+        return [rows.order(r) for r in cur]
+
+    def update_order(self, order: PaymentOrder) -> None:
+        self.conn.execute(
+            "UPDATE orders SET status = ?, provider_ref = ?, payment_ref = ?, url = ?,"
+            " paid_at = ?, closed_at = ?, refunded_days = ? WHERE id = ?",
+            (order.status.value, order.provider_ref, order.payment_ref, order.url,
+             opt_us(order.paid_at), opt_us(order.closed_at), order.refunded_days, order.id),
+        )
+
+
+class SqliteSnapshot:
+    """core.ports.LedgerSnapshot inside one read transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def transfers(self) -> Iterator[Transfer]:
+        cur = self.conn.execute(f"SELECT {rows.TRANSFER_COLS} FROM transfers ORDER BY id")
+        while batch := cur.fetchmany(5000):
+            yield from (rows.transfer(r) for r in batch)
+
+    def account_balances(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self.conn.execute("SELECT code, balance FROM accounts")}
+
+    def channels(self) -> list[Channel]:
+        cur = self.conn.execute(f"SELECT {rows.CHANNEL_COLS} FROM channels ORDER BY id")
+        return [rows.channel(r) for r in cur]
+
+    def orders(self) -> list[PaymentOrder]:
+        cur = self.conn.execute(f"SELECT {rows.ORDER_COLS} FROM orders ORDER BY id")
+        return [rows.order(r) for r in cur]
+
+    def partners(self) -> list[Partner]:
+        cur = self.conn.execute(f"SELECT {rows.PARTNER_COLS} FROM partners ORDER BY id")
+        return [rows.partner(r) for r in cur]
