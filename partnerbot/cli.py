@@ -1,0 +1,203 @@
+"""The `partnerbot` command line.
+
+Exit status: 0 done, 1 refused or the ledger is broken, 2 bad usage or configuration.
+Every error is one line on stderr; secrets never appear in output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from core import money
+from core.errors import BillingError
+from core.service import BillingService
+from partnerbot import logs
+from partnerbot.config import ConfigError, Settings, load_settings
+from partnerbot.wiring import Services, open_services, secrets_of
+
+Handler = Callable[[argparse.Namespace, Services], Awaitable[int]]
+
+
+class CliError(Exception):
+    """A refusal to print as one line (exit 1)."""
+
+
+def out(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+
+
+def invite_link(settings: Settings, code: str) -> str:
+    username = settings.telegram.bot_username
+    return f"https://t.me/{username}?start={code}" if username else f"/start {code}"
+
+
+# partner ---------------------------------------------------------------------------
+
+
+async def partner_add(args: argparse.Namespace, svc: Services) -> int:
+    currency = money.check_currency(args.currency or svc.settings.billing.currency)
+    price = None if args.price is None else money.parse_amount(args.price, currency)
+    created = await svc.billing.create_partner(
+        args.name, "cli:operator", monthly_price=price, currency=currency
+    )
+    p = created.partner
+    out(f"partner {p.id} created: {p.name}, {money.format_amount(p.monthly_price, p.currency)}"
+        " per channel-month")
+    out(f"id: {p.id}")
+    out(f"invite code: {created.invite_code}")
+    out(f"invite link: {invite_link(svc.settings, created.invite_code)}")
+    out(f"the code works once, until {created.invite_expires_at:%Y-%m-%d %H:%M} UTC")
+    return 0
+
+
+async def partner_list(args: argparse.Namespace, svc: Services) -> int:
+    rows = await svc.billing.list_partners()
+    if not rows:
+        out("no partners yet: partnerbot partner add NAME")
+        return 0
+    out(f"{'id':>5}  {'name':<32} {'price/month':>16} {'balance':>12} {'channels':>8}")
+    for p, balance, channels in rows:
+        price = money.format_amount(p.monthly_price, p.currency)
+        out(f"{p.id:>5}  {p.name:<32} {price:>16} {balance:>7,} days {channels:>8}")
+    return 0
+
+
+async def partner_show(args: argparse.Namespace, svc: Services) -> int:
+    billing: BillingService = svc.billing
+    partner = await billing.resolve_partner(args.partner)
+    s = await billing.summary(partner.id)
+    runway = "-" if s.runway is None else f"{s.runway:%Y-%m-%d}"
+    out(f"partner {partner.id}: {partner.name}")
+    out(f"balance: {s.balance:,} days")
+    out(f"price: {money.format_amount(partner.monthly_price, partner.currency)} per channel-month")
+    out(f"alert below: {partner.low_balance_days:,} days; billing day: {partner.billing_day}")
+    out(f"channels: {len(s.channels)} ({s.running} running); monthly need: "
+        f"{s.monthly_need:,} days; runway until: {runway}")
+    for v in s.channels:
+        until = "never active" if v.channel.active_until is None else (
+            f"until {v.channel.active_until:%Y-%m-%d}")
+        renew = " auto-renew" if v.channel.auto_renew else ""
+        out(f"  - {v.channel.name}: {until}, {v.days_left} days left{renew}")
+    out(f"members: {len(s.members)}")
+    for m in s.members:
+        reach = " (unreachable)" if m.unreachable else ""
+        out(f"  - telegram user {m.user_id}: {m.role.value}{reach}")
+    out("recent ledger:")
+    for t in await billing.history(partner.id, limit=10):
+        sign = "+" if t.credit == f"partner:{partner.id}" else "-"
+        out(f"  #{t.id} {t.created_at:%Y-%m-%d %H:%M} {sign}{t.days:,} days {t.kind.value}"
+            f" by {t.actor}{(': ' + t.reason) if t.reason else ''}")
+    orders = await billing.orders(partner.id)
+    out(f"orders: {len(orders)}")
+    for o in orders[:10]:
+        out(f"  #{o.id} {o.kind.value} {o.days:,} days "
+            f"{money.format_amount(o.amount, o.currency)} {o.status.value}")
+    return 0
+
+
+# ledger, db, run -------------------------------------------------------------------
+
+
+async def ledger_verify(args: argparse.Namespace, svc: Services) -> int:
+    report = await svc.billing.verify()
+    if report.ok:
+        out(report.summary())
+        return 0
+    out(report.summary())
+    for violation in report.violations:
+        out(f"  {violation}")
+    return 1
+
+
+async def db_backup(args: argparse.Namespace, svc: Services) -> int:
+    target = await svc.store.backup(Path(args.path))
+    out(f"backup written: {target}")
+    return 0
+
+
+async def run(args: argparse.Namespace, svc: Services) -> int:
+    svc.settings.require("telegram.token")
+    out(f"configuration valid; database {svc.settings.database.path} migrated")
+    out("the Telegram bot is not wired in yet: nothing to run")
+    return 0
+
+
+# parsing ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS,
+        help="TOML configuration file (default: $PARTNERBOT_CONFIG or ./config.toml)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="partnerbot", parents=[common],
+        description="Partner billing bot: days ledger, payments and scheduler.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", parents=[common], help="run the bot until stopped")
+    p.set_defaults(handler=run)
+
+    partner = sub.add_parser("partner", parents=[common], help="partner accounts")
+    psub = partner.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = psub.add_parser("add", parents=[common], help="create a partner and its invite code")
+    p.add_argument("name", help="partner name (1-64 characters)")
+    p.add_argument("--price", help="agreed monthly price per channel, e.g. 10.00")
+    p.add_argument("--currency", help="ISO currency, e.g. usd (default: billing.currency)")
+    p.set_defaults(handler=partner_add)
+    p = psub.add_parser("list", parents=[common], help="all partners")
+    p.set_defaults(handler=partner_list)
+    p = psub.add_parser("show", parents=[common], help="one partner in full")
+    p.add_argument("partner", help="partner id or exact name")
+    p.set_defaults(handler=partner_show)
+
+    ledger = sub.add_parser("ledger", parents=[common], help="the days ledger")
+    lsub = ledger.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = lsub.add_parser("verify", parents=[common], help="check every ledger invariant")
+    p.set_defaults(handler=ledger_verify)
+
+    db = sub.add_parser("db", parents=[common], help="the database")
+    dsub = db.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = dsub.add_parser("backup", parents=[common], help="consistent online copy")
+    p.add_argument("path", help="file to write (must not exist)")
+    p.set_defaults(handler=db_backup)
+    return parser
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    handler: Handler = args.handler
+    services = await open_services(settings)
+    try:
+        return await handler(args, services)
+    finally:
+        await services.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(getattr(args, "config", None))
+    except ConfigError as exc:
+        sys.stderr.write(f"partnerbot: {exc}\n")
+        return 2
+    redactor = logs.setup(settings.logging.level, settings.logging.format, secrets_of(settings))
+    try:
+        return asyncio.run(_dispatch(args, settings))
+    except ConfigError as exc:
+        sys.stderr.write(f"partnerbot: {exc}\n")
+        return 2
+    except BillingError as exc:
+        sys.stderr.write(f"partnerbot: {redactor.scrub(str(exc))}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Logging set-up: one line per event, text or JSON, with secrets scrubbed.
+
+Libraries log URLs that contain the bot token (python-telegram-bot and httpx put it in
+the path), so every record passes through a filter that replaces each configured secret
+before any handler formats it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+REDACTED = "[secret]"
+_CONTEXT = ("partner_id", "user_id", "update_id", "job", "ref")
+
+
+class RedactingFilter(logging.Filter):
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        # Longest first, so a secret that contains another is replaced whole.
+        self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.msg = self.scrub(message)
+        record.args = None
+        if record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+            record.exc_info = None  # formatted (and scrubbed) already
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update({k: getattr(record, k) for k in _CONTEXT if hasattr(record, k)})
+        if record.exc_text:
+            entry["exc"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extra = " ".join(f"{k}={getattr(record, k)}" for k in _CONTEXT if hasattr(record, k))
+        # One event, one line: tracebacks are folded onto it.
+        return (f"{line} [{extra}]" if extra else line).replace("\n", " | ")
+
+
+def setup(level: str, fmt: str, secrets: Iterable[str]) -> RedactingFilter:
+    handler = logging.StreamHandler(sys.stderr)
+    redactor = RedactingFilter(secrets)
+    handler.addFilter(redactor)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # httpx logs every request at INFO; at that volume it is noise, not events.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    return redactor
