@@ -289,6 +289,12 @@ class BillingService:
             lambda lg: queries.history(lg, partner_id, limit=limit, before_id=before_id)
         )
 
+    async def channel_names(self, partner_id: int) -> dict[int, str]:
+        """Names of all the partner's channels, deleted ones included (for history)."""
+        return await self.store.read(
+            lambda lg: {c.id: c.name for c in lg.list_channels(partner_id, include_deleted=True)}
+        )
+
     async def orders(
         self, partner_id: int, statuses: tuple[OrderStatus, ...] = ()
     ) -> list[PaymentOrder]:

@@ -120,9 +120,13 @@ async def db_backup(args: argparse.Namespace, svc: Services) -> int:
 
 
 async def run(args: argparse.Namespace, svc: Services) -> int:
-    svc.settings.require("telegram.token")
-    out(f"configuration valid; database {svc.settings.database.path} migrated")
-    out("the Telegram bot is not wired in yet: nothing to run")
+    from partnerbot.runner import StartupError, serve
+
+    try:
+        await serve(svc.settings, svc)
+    except StartupError as exc:
+        sys.stderr.write(f"partnerbot: {exc}\n")
+        return 2
     return 0
 
 
@@ -172,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     handler: Handler = args.handler
+    if handler is run:
+        settings.require("telegram.token")  # before touching the database
     services = await open_services(settings)
     try:
         return await handler(args, services)

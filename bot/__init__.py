@@ -1,0 +1,1 @@
+"""The Telegram bot: handlers, texts and keyboards over the billing service."""

@@ -1,0 +1,118 @@
+"""The composition root of the bot: builds the Application and registers handlers."""
+
+from __future__ import annotations
+
+import logging
+from datetime import tzinfo
+
+from telegram import LinkPreviewOptions
+from telegram.constants import ParseMode
+from telegram.error import TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    Defaults,
+    MessageHandler,
+    filters,
+)
+
+from bot import menus
+from bot.deps import BotDeps, deps_of, install
+from bot.handlers import buttons, common, errors, partner, support
+from bot.ordering import PerUserOrder
+from core.service import BillingService
+
+log = logging.getLogger(__name__)
+
+COMMAND_HANDLERS = {
+    "start": common.start,
+    "help": common.help_,
+    "balance": partner.balance,
+    "channels": partner.channels,
+    "newchannel": partner.newchannel,
+    "allocate": partner.allocate,
+    "delete": partner.delete,
+    "topup": partner.topup,
+    "autorenew": partner.autorenew,
+    "subscribe": partner.subscribe,
+    "history": partner.history,
+    "invoices": partner.invoices,
+    "alerts": partner.alerts,
+    "invite": partner.invite,
+    "partners": support.partners,
+    "account": support.account,
+    "newpartner": support.newpartner,
+    "credit": support.credit,
+    "setprice": support.setprice,
+    "invoice": support.invoice,
+}
+ALLOWED_UPDATES = ["message", "callback_query"]
+
+
+def file_base_url(api_base_url: str) -> str:
+    """https://host/bot -> https://host/file/bot, as Telegram lays out file downloads."""
+    if api_base_url.endswith("/bot"):
+        return api_base_url[: -len("bot")] + "file/bot"
+    return api_base_url.rstrip("/") + "/file/bot"
+
+
+async def _post_init(app: Application) -> None:  # type: ignore[type-arg]
+    deps = deps_of_app(app)
+    deps.bot_username = app.bot.username
+    try:
+        await menus.set_default_menu(app.bot)
+    except TelegramError as exc:
+        log.warning("could not set the default command menu: %s", exc)
+
+
+def deps_of_app(app: Application) -> BotDeps:  # type: ignore[type-arg]
+    deps: BotDeps = app.bot_data["partnerbot.deps"]
+    return deps
+
+
+def build_application(
+    *,
+    token: str,
+    api_base_url: str,
+    billing: BillingService,
+    support_ids: frozenset[int],
+    tz: tzinfo,
+) -> Application:  # type: ignore[type-arg]
+    defaults = Defaults(
+        parse_mode=ParseMode.HTML,
+        tzinfo=tz,
+        link_preview_options=LinkPreviewOptions(is_disabled=True),
+        do_quote=False,
+    )
+    app = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(api_base_url)
+        .base_file_url(file_base_url(api_base_url))
+        .defaults(defaults)
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .concurrent_updates(PerUserOrder())
+        .post_init(_post_init)
+        .build()
+    )
+    install(app.bot_data, BotDeps(billing=billing, support_ids=support_ids, tz=tz))
+    register(app)
+    return app
+
+
+def register(app: Application) -> None:  # type: ignore[type-arg]
+    # New messages only: an edited "/allocate x 30" must not allocate again.
+    new = filters.UpdateType.MESSAGE
+    private = filters.ChatType.PRIVATE
+    for name, callback in COMMAND_HANDLERS.items():
+        app.add_handler(CommandHandler(name, callback, filters=new))
+    app.add_handler(CallbackQueryHandler(buttons.on_button))
+    app.add_handler(MessageHandler(new & private & filters.COMMAND, common.unknown))
+    app.add_handler(MessageHandler(new & private & ~filters.COMMAND, common.not_a_command))
+    app.add_error_handler(errors.on_error)
+
+
+__all__ = ["build_application", "deps_of", "file_base_url"]

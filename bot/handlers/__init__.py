@@ -1,0 +1,1 @@
+"""Command, button and error handlers; registered by bot.app."""

@@ -1,0 +1,104 @@
+"""Inline buttons: pages of lists and the delete confirmation."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import CallbackQuery, InlineKeyboardMarkup, Update
+from telegram.error import BadRequest
+
+from bot import callbacks, texts, views
+from bot.callbacks import BadCallback, CancelDelete, ConfirmDelete, ListKind, Noop, Page
+from bot.deps import Context
+from bot.render import days, esc
+from bot.request import Request
+from core.errors import BillingError, ChannelChanged, ChannelNotFound
+
+log = logging.getLogger(__name__)
+
+
+async def _edit(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None) -> None:
+    try:
+        await query.edit_message_text(text, reply_markup=markup)
+    except BadRequest as exc:
+        # Pressing "page 2" while on page 2 changes nothing; Telegram says so. Fine.
+        if "not modified" not in exc.message.lower():
+            raise
+
+
+async def _page(req: Request, query: CallbackQuery, cb: Page) -> None:
+    billing, tz = req.deps.billing, req.deps.tz
+    if cb.kind is ListKind.PARTNERS:
+        if not req.support:
+            await query.answer(texts.BUTTON_EXPIRED)
+            return
+        text, markup = views.partners_page(await billing.list_partners(), cb.page)
+    else:
+        if not req.may_access(cb.partner_id):
+            await query.answer(texts.BUTTON_EXPIRED)
+            return
+        partner = await billing.partner(cb.partner_id)
+        if cb.kind is ListKind.CHANNELS:
+            views_ = await billing.channel_views(partner.id)
+            text, markup = views.channels_page(partner, views_, cb.page, tz)
+        else:
+            text, markup = await views.history_page(billing, partner, cb.page, tz)
+    await _edit(query, text, markup)
+    await query.answer()
+
+
+async def _delete(req: Request, query: CallbackQuery, cb: ConfirmDelete) -> None:
+    if not req.may_access(cb.partner_id):
+        await query.answer(texts.BUTTON_EXPIRED)
+        return
+    try:
+        done = await req.deps.billing.delete_channel(
+            cb.partner_id, cb.channel_id, req.actor,
+            # One key per confirmation: a double tap, or the same button pressed again
+            # later, repeats the first outcome instead of deleting twice.
+            f"delete:{cb.channel_id}:{cb.until_us}",
+            expected_until=callbacks.unstamp(cb.until_us), check_expected=True,
+        )
+    except ChannelChanged as exc:
+        await query.answer("The channel changed; nothing was deleted.")
+        await _edit(query, texts.explain(exc), None)
+        return
+    except ChannelNotFound:
+        await query.answer("That channel is already gone.")
+        await _edit(query, "That channel no longer exists: nothing to delete.", None)
+        return
+    if done.replayed:
+        await query.answer("Already deleted; nothing more to do.")
+        return
+    await _edit(
+        query,
+        f"Channel <b>{esc(done.channel_name)}</b> deleted. {days(done.returned_days)} "
+        f"returned to the balance.\nBalance: {done.balance:,} days",
+        None,
+    )
+    await query.answer("Deleted.")
+
+
+async def on_button(update: Update, context: Context) -> None:
+    """Every inline button press."""
+    query = update.callback_query
+    assert query is not None
+    req = await Request.of(update, context)
+    try:
+        cb = callbacks.parse(query.data)
+    except BadCallback:
+        await query.answer(texts.BUTTON_EXPIRED)
+        return
+    try:
+        match cb:
+            case Noop():
+                await query.answer()
+            case Page():
+                await _page(req, query, cb)
+            case ConfirmDelete():
+                await _delete(req, query, cb)
+            case CancelDelete():
+                await _edit(query, "Kept the channel: nothing was deleted.", None)
+                await query.answer()
+    except BillingError as exc:
+        await query.answer(texts.explain(exc)[:190])

@@ -1,0 +1,67 @@
+"""/start and /help, and what the bot says to anything else."""
+
+from __future__ import annotations
+
+import re
+
+from telegram import Update
+
+from bot import texts
+from bot.commands import visible
+from bot.deps import Context
+from bot.guard import command, ensure_menu
+from bot.render import esc
+from bot.request import Request
+
+_CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def help_text(req: Request) -> str:
+    cmds = visible(member=req.member is not None, owner=req.owner, support=req.support)
+    lines = [f"/{c.name}: {esc(c.summary)}" for c in cmds]
+    head = "Here is what you can do:"
+    if req.support:
+        head = "You are support staff. Partner commands act on the partner chosen with /account."
+    elif req.member is None:
+        head = texts.NOT_LINKED + "\n\nMeanwhile:"
+    return head + "\n\n" + "\n".join(lines)
+
+
+@command("start")
+async def start(req: Request) -> None:
+    """Link with an invite code, or greet and show help."""
+    code = req.args_text()
+    if not code:
+        greeting = "Hello! I run your partner billing: days, channels, payments."
+        await req.reply(f"{greeting}\n\n{help_text(req)}")
+        return
+    if not _CODE.match(code):
+        await req.reply("This invite link is not valid. Check it, or ask for a new one.")
+        return
+    member = await req.deps.billing.redeem_invite(code, req.user_id)
+    req.member = member
+    req.deps.menus_set.discard(req.user_id)
+    await ensure_menu(req)
+    partner = await req.deps.billing.partner(member.partner_id)
+    await req.reply(
+        f"Welcome! You are linked to <b>{esc(partner.name)}</b> as {member.role.value}.\n\n"
+        + help_text(req)
+    )
+
+
+@command("help")
+async def help_(req: Request) -> None:
+    """The commands this user may use."""
+    await req.reply(help_text(req))
+
+
+async def unknown(update: Update, context: Context) -> None:
+    """A command no handler took."""
+    req = await Request.of(update, context)
+    await req.reply(texts.UNKNOWN)
+
+
+async def not_a_command(update: Update, context: Context) -> None:
+    """Plain text in a private chat."""
+    req = await Request.of(update, context)
+    await req.reply(texts.NOT_COMMAND)

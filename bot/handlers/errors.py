@@ -1,0 +1,38 @@
+"""The one error handler: log with context (never a secret), apologise with a reference."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from telegram import Update
+from telegram.error import TelegramError
+
+from bot.deps import Context
+
+log = logging.getLogger("bot.errors")
+
+
+async def on_error(update: object, context: Context) -> None:
+    """Unexpected exception in a handler: the bot keeps serving."""
+    ref = secrets.token_hex(4).upper()
+    extra: dict[str, object] = {"ref": ref}
+    if isinstance(update, Update):
+        extra["update_id"] = update.update_id
+        if update.effective_user is not None:
+            extra["user_id"] = update.effective_user.id
+    # The token may sit in a URL inside the exception: the log filter scrubs it.
+    log.error("unhandled error in an update", exc_info=context.error, extra=extra)
+    if not isinstance(update, Update) or update.effective_chat is None:
+        return
+    try:
+        if update.callback_query is not None:
+            await update.callback_query.answer(f"Sorry, something went wrong (ref {ref}).")
+        else:
+            await context.bot.send_message(
+                update.effective_chat.id,
+                f"Sorry, something went wrong on my side (ref {ref}). Please try again; "
+                "if it keeps happening, tell support this reference.",
+            )
+    except TelegramError:
+        log.warning("could not send the apology", extra=extra)

@@ -1,0 +1,109 @@
+"""Support commands: look after every partner account."""
+
+from __future__ import annotations
+
+from bot import texts, views
+from bot.args import Usage, require, split_last, split_partner_days
+from bot.guard import command
+from bot.render import amount, date, days, esc
+from bot.request import Request
+from core import money
+
+ACCOUNT_CHANNELS = 10
+ACCOUNT_HISTORY = 8
+
+
+@command("partners")
+async def partners(req: Request) -> None:
+    """All partners with balance and channel count, paginated."""
+    text, markup = views.partners_page(await req.deps.billing.list_partners(), 0)
+    await req.reply(text, markup)
+
+
+@command("account")
+async def account(req: Request) -> None:
+    """One partner in full; partner commands then act on it."""
+    billing, tz = req.deps.billing, req.deps.tz
+    partner = await billing.resolve_partner(require(req.args_text(), "PARTNER"))
+    req.choose(partner.id)
+    s = await billing.summary(partner.id)
+    lines = [
+        f"<b>{esc(partner.name)}</b> (#{partner.id}), "
+        f"{amount(partner.monthly_price, partner.currency)} per channel-month, "
+        f"billing day {partner.billing_day}",
+        views.balance_text(s, tz),
+        "",
+        f"Channels ({len(s.channels)}):",
+    ]
+    lines += [views.channel_line(v, tz) for v in s.channels[:ACCOUNT_CHANNELS]]
+    if len(s.channels) > ACCOUNT_CHANNELS:
+        lines.append(f"… and {len(s.channels) - ACCOUNT_CHANNELS} more: /channels")
+    lines += ["", f"Members ({len(s.members)}):"]
+    blocked = " (unreachable: blocked the bot)"
+    lines += [
+        f"• {m.user_id}: {m.role.value}{blocked if m.unreachable else ''}" for m in s.members
+    ] or ["• none yet: share an invite link (/invite)"]
+    names = await billing.channel_names(partner.id)
+    recent = await billing.history(partner.id, limit=ACCOUNT_HISTORY)
+    lines += ["", "Recent ledger:"]
+    lines += [views.history_line(t, partner.id, names, tz) for t in recent] or ["• nothing yet"]
+    orders = await billing.orders(partner.id)
+    lines += ["", "Invoices and orders:"]
+    lines += [
+        f"• #{o.id} {o.kind.value} {days(o.days)} {amount(o.amount, o.currency)} "
+        f"{o.status.value} ({date(o.created_at, tz)})"
+        for o in orders[:5]
+    ] or ["• none"]
+    lines += ["", f"<i>Partner commands now act on {esc(partner.name)}.</i>"]
+    await req.reply("\n".join(lines))
+
+
+@command("newpartner")
+async def newpartner(req: Request) -> None:
+    """Create a partner and its owner's invite link."""
+    made = await req.deps.billing.create_partner(require(req.args_text(), "NAME"), req.actor)
+    p = made.partner
+    await req.reply(
+        f"Partner <b>{esc(p.name)}</b> (#{p.id}) created at "
+        f"{amount(p.monthly_price, p.currency)} per channel-month.\n"
+        f"Send this link to its owner. It works once, until "
+        f"{made.invite_expires_at.astimezone(req.deps.tz):%Y-%m-%d %H:%M}:\n"
+        f"{req.deps.invite_link(made.invite_code)}"
+    )
+
+
+@command("credit")
+async def credit(req: Request) -> None:
+    """Grant (DAYS > 0) or remove (DAYS < 0) days, with a reason."""
+    ref, count, reason = split_partner_days(require(req.args_text(), "PARTNER, DAYS and REASON"))
+    if not reason:
+        raise Usage("REASON is required.")
+    billing = req.deps.billing
+    partner = await billing.resolve_partner(ref)
+    done = await billing.grant_days(partner.id, count, reason, req.actor, req.key)
+    verb = "Granted" if done.days > 0 else "Removed"
+    await req.reply(
+        f"{verb} {days(abs(done.days))} {'to' if done.days > 0 else 'from'} "
+        f"<b>{esc(partner.name)}</b> ({esc(done.reason)}).\nBalance: {done.balance:,} days"
+    )
+
+
+@command("setprice")
+async def setprice(req: Request) -> None:
+    """Set the agreed monthly price per channel, in the partner's currency."""
+    ref, text = split_last(require(req.args_text(), "PARTNER and AMOUNT"), "AMOUNT")
+    billing = req.deps.billing
+    partner = await billing.resolve_partner(ref)
+    price = money.parse_amount(text, partner.currency)
+    updated = await billing.set_price(partner.id, price, req.actor)
+    await req.reply(
+        f"<b>{esc(updated.name)}</b> now pays "
+        f"{amount(updated.monthly_price, updated.currency)} per channel-month "
+        f"(was {amount(partner.monthly_price, partner.currency)})."
+    )
+
+
+@command("invoice")
+async def invoice(req: Request) -> None:
+    """Issue an invoice now (comes with payments)."""
+    await req.reply(texts.PAYMENTS_OFF)

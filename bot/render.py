@@ -1,0 +1,52 @@
+"""Formatting for people: escaped HTML, dates, days, money; and pages under 4096."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, tzinfo
+from html import escape
+
+from core import money
+
+MAX_TEXT = 4096
+PAGE_BUDGET = 3500  # room left for a page's header and footer
+ECHO = 64  # at most this much of what a user typed is quoted back
+
+
+def esc(text: str) -> str:
+    return escape(text, quote=False)
+
+
+def echo(text: str) -> str:
+    """User input quoted back: cut short, then escaped."""
+    short = text if len(text) <= ECHO else text[: ECHO - 1] + "…"
+    return esc(short)
+
+
+def days(n: int) -> str:
+    return f"{n:,} day" if abs(n) == 1 else f"{n:,} days"
+
+
+def date(instant: datetime | None, tz: tzinfo) -> str:
+    return "-" if instant is None else instant.astimezone(tz).strftime("%Y-%m-%d")
+
+
+def amount(minor: int, currency: str) -> str:
+    return money.format_amount(minor, currency)
+
+
+def paginate(lines: Sequence[str], per_page: int = 20, budget: int = PAGE_BUDGET) -> list[str]:
+    """Split lines into pages of at most `per_page` lines and `budget` characters."""
+    pages: list[str] = []
+    current: list[str] = []
+    size = 0
+    for line in lines:
+        cut = line if len(line) <= budget else line[: budget - 1] + "…"
+        if current and (len(current) >= per_page or size + len(cut) + 1 > budget):
+            pages.append("\n".join(current))
+            current, size = [], 0
+        current.append(cut)
+        size += len(cut) + 1
+    if current or not pages:
+        pages.append("\n".join(current))
+    return pages
