@@ -43,9 +43,10 @@ def extended_until(active_until: datetime | None, now: datetime, days: int) -> d
 
 def unused_days(active_until: datetime | None, now: datetime) -> int:
     """Rule 5: whole days left; a started day counts as used, an expired channel has 0."""
+    current = utc(now)
     if active_until is None:
         return 0
-    left = utc(active_until) - utc(now)
+    left = utc(active_until) - current
     if left <= timedelta(0):
         return 0
     return left // DAY
@@ -61,7 +62,8 @@ def runway_until(
     channels have drawn, the sum of max(0, T - until), equals the balance. None when no
     channel is running (nothing draws on the balance).
     """
-    ends = sorted(max(utc(u), utc(now)) for u in running_until if utc(u) > utc(now))
+    current = utc(now)
+    ends = sorted(u for u in map(utc, running_until) if u > current)
     if not ends:
         return None
     budget = max(balance, 0) * DAY

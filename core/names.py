@@ -10,10 +10,21 @@ MAX_NAME = 64
 MAX_REASON = 200
 
 
+# Format characters that real text needs: zero-width (non-)joiners in emoji sequences
+# and in Persian and Indic scripts, and the tag characters of subdivision flags.
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def _allowed(c: str) -> bool:
+    if unicodedata.category(c)[0] != "C":
+        return True
+    return c in _JOINERS or 0xE0020 <= ord(c) <= 0xE007F
+
+
 def _printable(text: str) -> bool:
-    # Control, format (e.g. bidi overrides), surrogate and private-use characters would
-    # make a name read differently from what is stored.
-    return all(unicodedata.category(c)[0] != "C" for c in text)
+    # Other control, format (e.g. bidi overrides), surrogate and private-use characters
+    # would make a name read differently from what is stored.
+    return all(_allowed(c) for c in text)
 
 
 def clean_name(text: str, *, field: str = "name") -> str:
