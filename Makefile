@@ -27,12 +27,12 @@ run: $(VENV)/.runtime
 test: check
 
 check: $(VENV)/.dev
-	$(BIN)/ruff check core storage bot partnerbot tests bench
+	$(BIN)/ruff check core storage bot payments partnerbot tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check core storage bot partnerbot tests bench
+	$(BIN)/ruff check core storage bot payments partnerbot tests bench
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy

@@ -8,6 +8,7 @@ from typing import Any
 
 from telegram.ext import ContextTypes
 
+from core.payments import PaymentService
 from core.service import BillingService
 
 Context = ContextTypes.DEFAULT_TYPE
@@ -19,6 +20,7 @@ class BotDeps:
     billing: BillingService
     support_ids: frozenset[int]
     tz: tzinfo
+    payments: PaymentService | None = None  # None: Stripe is not configured
     bot_username: str = ""  # filled in from getMe at start-up
     menus_set: set[int] = field(default_factory=set)  # users whose menu is current
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
+from core import notices
 from core.days import check_days, extended_until, unused_days, utc
 from core.errors import ChannelChanged, ChannelNameTaken, ChannelNotFound, InsufficientBalance
 from core.idempotency import once
@@ -216,6 +217,10 @@ def credit_subscription_period(
             reason=period_ref,
         )
         ledger.update_channel(replace(channel, active_until=until))
+        notices.notify(
+            ledger, now, f"period:{period_ref}", channel.partner_id, notices.SUBSCRIPTION_PAID,
+            channel=channel.name, days=days, until=until.isoformat(),
+        )
         return SubscriptionPeriodPaid(
             channel.partner_id, channel.id, channel.name, days, until, transfer.id
         )

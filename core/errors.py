@@ -19,6 +19,8 @@ that the bot, the CLI and the webhook render them without parsing messages::
     ├── NotPermitted(action)
     ├── OrderNotPayable(order_id, status)
     ├── PaymentMismatch(order_id, expected_amount, expected_currency, paid_amount, paid_currency)
+    ├── NothingToInvoice(partner_id)         no live channels, so no invoice (rule 6)
+    ├── PaymentUnavailable(reason)           the payment provider failed or did not answer
     └── StorageError                         the store failed; translated at its boundary
         └── StoreBusy                        the database stayed locked past the timeout
 """
@@ -137,6 +139,18 @@ class PaymentMismatch(BillingError):
         self.expected_currency = expected_currency
         self.paid_amount = paid_amount
         self.paid_currency = paid_currency
+
+
+class NothingToInvoice(BillingError):
+    def __init__(self, partner_id: int) -> None:
+        super().__init__(f"partner {partner_id} has no channels to invoice")
+        self.partner_id = partner_id
+
+
+class PaymentUnavailable(BillingError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"payment provider unavailable: {reason}")
+        self.reason = reason
 
 
 class StorageError(BillingError):

@@ -94,6 +94,7 @@ class Channel:
     auto_renew: bool = False
     deleted_at: datetime | None = None
     billing: ChannelBilling = ChannelBilling.BALANCE
+    subscription_ref: str | None = None  # the Stripe subscription paying it (rule 10)
 
     @property
     def live(self) -> bool:
@@ -191,3 +192,61 @@ class PaymentOrder:
     paid_at: datetime | None = None
     closed_at: datetime | None = None
     refunded_days: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A message the bot owes someone; rendered into text by the bot at delivery."""
+
+    id: int
+    key: str  # dedupe: one notice per key, however often the cause is replayed
+    partner_id: int | None  # None: for support staff
+    kind: str
+    payload: str  # JSON of the facts the text needs
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    notice: Notice
+    user_id: int
+    attempts: int
+
+
+class CheckoutMode(StrEnum):
+    PAYMENT = "payment"
+    SUBSCRIPTION = "subscription"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutRequest:
+    """What the payment gateway needs to make a payment link for an order."""
+
+    order: PaymentOrder
+    mode: CheckoutMode
+    description: str
+    expires_at: datetime
+    interval: str | None = None  # "month" or "year" for subscriptions
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutLink:
+    provider_ref: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """What the payment provider says about one checkout (webhook or a direct ask)."""
+
+    provider_ref: str
+    status: str  # "open", "complete" or "expired"
+    payment_status: str  # "paid", "unpaid" or "no_payment_required"
+    amount_total: int
+    currency: str
+    order_id: int | None  # from the metadata we set
+    partner_id: int | None
+    payment_ref: str | None = None  # PaymentIntent id
+    subscription_ref: str | None = None
+    failed: bool = False  # an asynchronous payment failed

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from core import money
+from core import money, notices
 from core.days import MAX_DAYS_PER_OPERATION, check_days, utc
 from core.errors import (
     InsufficientBalance,
@@ -82,6 +82,7 @@ def open_order(
     channels: int | None = None,
     channel_id: int | None = None,
     max_days: int = MAX_DAYS_PER_OPERATION,
+    amount: int | None = None,
 ) -> PaymentOrder:
     """Record an order at the partner's agreed price, before any payment link exists.
 
@@ -95,7 +96,8 @@ def open_order(
     check_days(days)
     if days > max_days:
         raise InvalidInput("days", f"must be at most {max_days:,}")
-    amount = money.amount_for_days(days, partner.monthly_price)
+    if amount is None:
+        amount = money.amount_for_days(days, partner.monthly_price)
     minimum = money.MINIMUM_CHARGE[partner.currency]
     if amount < minimum:
         least = money.minimum_days(partner.monthly_price, partner.currency)
@@ -185,6 +187,10 @@ def credit_paid_order(
             replace(order, status=OrderStatus.PAID, paid_at=utc(now), payment_ref=payment_ref)
         )
         balance = ledger.balance(partner_account(order.partner_id))
+        notices.notify(
+            ledger, now, f"credited:{order.id}", order.partner_id, notices.DAYS_CREDITED,
+            order_id=order.id, days=order.days, balance=balance, order_kind=order.kind.value,
+        )
         return OrderCredited(order.partner_id, order.id, order.days, balance, transfer.id)
 
     return once(ledger, f"order:{order_id}:credit", now, OrderCredited, body)
@@ -223,8 +229,16 @@ def refund_order(
             reason=f"refund of {order.kind.value} {order.id}",
         )
         ledger.update_order(replace(order, refunded_days=due))
-        return OrderRefunded(
-            order.partner_id, order.id, take, ledger.balance(account), transfer.id
+        balance = ledger.balance(account)
+        notices.notify(
+            ledger, now, f"refunded:{order.id}:{due}", order.partner_id, notices.DAYS_REFUNDED,
+            order_id=order.id, days=take, balance=balance,
         )
+        if balance < 0:
+            notices.notify(
+                ledger, now, f"overdrawn:{order.id}:{due}", None, notices.REFUND_OVERDRAWN,
+                partner_id=order.partner_id, order_id=order.id, days=take, balance=balance,
+            )
+        return OrderRefunded(order.partner_id, order.id, take, balance, transfer.id)
 
     return once(ledger, key, now, OrderRefunded, body)

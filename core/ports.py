@@ -13,6 +13,9 @@ from typing import Protocol, TypeVar
 
 from core.model import (
     Channel,
+    CheckoutLink,
+    CheckoutRequest,
+    Delivery,
     Invite,
     Member,
     NewTransfer,
@@ -21,6 +24,7 @@ from core.model import (
     Partner,
     PaymentOrder,
     Role,
+    SessionState,
     Transfer,
 )
 
@@ -120,6 +124,39 @@ class Ledger(Protocol):
         self, partner_id: int | None = None, *, statuses: Sequence[OrderStatus] = ()
     ) -> list[PaymentOrder]: ...
     def update_order(self, order: PaymentOrder) -> None: ...
+    def find_order_by_ref(self, provider_ref: str) -> PaymentOrder | None: ...
+    def find_order_by_payment(self, payment_ref: str) -> PaymentOrder | None: ...
+    def find_channel_by_subscription(self, subscription_ref: str) -> Channel | None: ...
+
+    # payment provider events handled (each once)
+    def find_provider_event(self, event_id: str) -> str | None:
+        """The recorded result of a provider event, or None if it is new."""
+        ...
+    def record_provider_event(
+        self, event_id: str, event_type: str, at: datetime, result: str
+    ) -> None: ...
+
+    # the notice outbox
+    def add_notice(
+        self, key: str, partner_id: int | None, kind: str, payload: str, at: datetime
+    ) -> bool:
+        """Queue a notice; False (and nothing queued) if the key was used before."""
+        ...
+    def expand_notices(self, support_ids: Sequence[int], at: datetime) -> int:
+        """Turn new notices into one delivery per recipient (members or support)."""
+        ...
+    def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]: ...
+    def finish_delivery(
+        self,
+        delivery_id: int,
+        *,
+        sent: bool,
+        at: datetime,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> None:
+        """Sent; or failed for good (retry_at None); or to be retried at retry_at."""
+        ...
 
 
 class LedgerSnapshot(Protocol):
@@ -148,3 +185,16 @@ class Store(Protocol):
     async def verify(self, work: Callable[[LedgerSnapshot], T]) -> T:
         """Run `work` against a snapshot of the whole ledger."""
         ...
+
+
+class PaymentGateway(Protocol):
+    """The payment provider (Stripe), as far as the use cases need it."""
+
+    async def create_checkout(self, request: CheckoutRequest) -> CheckoutLink:
+        """A payment link for the order; PaymentUnavailable if the provider fails.
+
+        Idempotent per order: asking again for the same order returns the same link.
+        """
+        ...
+
+    async def session_state(self, provider_ref: str) -> SessionState: ...

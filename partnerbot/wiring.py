@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from core.payments import PaymentService
 from core.policy import BillingPolicy
 from core.service import BillingService
 from partnerbot.config import Settings
+from payments.stripe_gateway import StripeGateway
 from storage.sqlite import SqliteStore
 
 
@@ -38,9 +40,45 @@ class Services:
     settings: Settings
     store: SqliteStore
     billing: BillingService
+    payments: PaymentService | None = None  # None until stripe.api_key is configured
+    gateway: StripeGateway | None = None
 
     async def close(self) -> None:
-        await self.store.close()
+        try:
+            if self.gateway is not None:
+                await self.gateway.close()
+        finally:
+            await self.store.close()
+
+
+def success_url(settings: Settings) -> str:
+    """Where Stripe sends the payer back: configured, else the bot's chat."""
+    if settings.stripe.success_url:
+        return settings.stripe.success_url
+    username = settings.telegram.bot_username
+    return f"https://t.me/{username}" if username else "https://t.me/"
+
+
+def payments_from(
+    settings: Settings, store: SqliteStore, clock: SystemClock
+) -> tuple[PaymentService | None, StripeGateway | None]:
+    s = settings.stripe
+    if s.api_key is None:
+        return None, None
+    settings.require("stripe.webhook_secret")  # taking money without hearing back is unsafe
+    gateway = StripeGateway(
+        s.api_key.get_secret_value(),
+        api_base=s.api_base,
+        success_url=success_url(settings),
+        timeout_seconds=s.timeout_seconds,
+    )
+    service = PaymentService(
+        store, clock, gateway,
+        session_ttl=timedelta(minutes=s.session_expiry_minutes),
+        annual_discount_percent=s.annual_discount_percent,
+        max_topup_days=settings.billing.max_topup_days,
+    )
+    return service, gateway
 
 
 async def open_services(settings: Settings) -> Services:
@@ -49,4 +87,11 @@ async def open_services(settings: Settings) -> Services:
         synchronous=settings.database.synchronous,
         busy_timeout_ms=settings.database.busy_timeout_ms,
     )
-    return Services(settings, store, BillingService(store, SystemClock(), policy_from(settings)))
+    clock = SystemClock()
+    try:
+        payments, gateway = payments_from(settings, store, clock)
+    except BaseException:
+        await store.close()
+        raise
+    billing = BillingService(store, clock, policy_from(settings))
+    return Services(settings, store, billing, payments, gateway)

@@ -19,9 +19,11 @@ from core.ledger import GENESIS, transfer_digest
 from core.model import (
     EXTERNAL_ACCOUNTS,
     Channel,
+    Delivery,
     Invite,
     Member,
     NewTransfer,
+    Notice,
     OrderKind,
     OrderStatus,
     Partner,
@@ -39,6 +41,17 @@ T = TypeVar("T")
 
 
 @dataclass
+class _Delivery:
+    id: int
+    notice: Notice
+    user_id: int
+    due_at: datetime
+    status: str = "pending"
+    attempts: int = 0
+    error: str | None = None
+
+
+@dataclass
 class _State:
     partners: dict[int, Partner] = field(default_factory=dict)
     members: dict[int, Member] = field(default_factory=dict)
@@ -52,6 +65,9 @@ class _State:
     orders: dict[int, PaymentOrder] = field(default_factory=dict)
     outcomes: dict[str, tuple[str, str]] = field(default_factory=dict)
     events: list[tuple[datetime, str, str, int | None, str]] = field(default_factory=list)
+    provider_events: dict[str, str] = field(default_factory=dict)
+    notices: list[tuple[Notice, bool]] = field(default_factory=list)  # (notice, expanded)
+    deliveries: dict[int, _Delivery] = field(default_factory=dict)
 
 
 def _fail(message: str) -> None:
@@ -280,6 +296,86 @@ class MemoryLedger:
         ):
             _fail("UNIQUE constraint failed: orders.provider_ref")
         self.s.orders[order.id] = order
+
+
+    def find_order_by_ref(self, provider_ref: str) -> PaymentOrder | None:
+        return next((o for o in self.s.orders.values() if o.provider_ref == provider_ref), None)
+
+    def find_order_by_payment(self, payment_ref: str) -> PaymentOrder | None:
+        return next((o for o in self.s.orders.values() if o.payment_ref == payment_ref), None)
+
+    def find_channel_by_subscription(self, subscription_ref: str) -> Channel | None:
+        return next(
+            (c for c in self.s.channels.values() if c.subscription_ref == subscription_ref),
+            None,
+        )
+
+    def find_provider_event(self, event_id: str) -> str | None:
+        return self.s.provider_events.get(event_id)
+
+    def record_provider_event(
+        self, event_id: str, event_type: str, at: datetime, result: str
+    ) -> None:
+        self.s.provider_events.setdefault(event_id, result)
+
+    def add_notice(
+        self, key: str, partner_id: int | None, kind: str, payload: str, at: datetime
+    ) -> bool:
+        if any(n.key == key for n, _ in self.s.notices):
+            return False
+        notice = Notice(len(self.s.notices) + 1, key, partner_id, kind, payload, at)
+        self.s.notices.append((notice, False))
+        return True
+
+    def expand_notices(self, support_ids: Sequence[int], at: datetime) -> int:
+        added = 0
+        for index, (notice, expanded) in enumerate(self.s.notices):
+            if expanded:
+                continue
+            if notice.partner_id is None:
+                users = list(support_ids)
+            else:
+                users = [
+                    m.user_id
+                    for m in self.list_members(notice.partner_id)
+                    if not m.unreachable
+                ]
+            for user_id in users:
+                if any(
+                    d.notice.id == notice.id and d.user_id == user_id
+                    for d in self.s.deliveries.values()
+                ):
+                    continue
+                delivery_id = len(self.s.deliveries) + 1
+                self.s.deliveries[delivery_id] = _Delivery(delivery_id, notice, user_id, at)
+                added += 1
+            self.s.notices[index] = (notice, True)
+        return added
+
+    def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+        due = sorted(
+            (d for d in self.s.deliveries.values() if d.status == "pending" and d.due_at <= now),
+            key=lambda d: (d.due_at, d.id),
+        )
+        return [Delivery(d.id, d.notice, d.user_id, d.attempts) for d in due[:limit]]
+
+    def finish_delivery(
+        self,
+        delivery_id: int,
+        *,
+        sent: bool,
+        at: datetime,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> None:
+        d = self.s.deliveries[delivery_id]
+        d.attempts += 1
+        if sent:
+            d.status, d.error = "sent", None
+        elif retry_at is not None:
+            d.status, d.error, d.due_at = "pending", error, retry_at
+        else:
+            d.status, d.error = "failed", error
 
 
 class MemorySnapshot:

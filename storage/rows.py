@@ -9,8 +9,10 @@ from core.days import utc
 from core.model import (
     Channel,
     ChannelBilling,
+    Delivery,
     Invite,
     Member,
+    Notice,
     OrderKind,
     OrderStatus,
     Partner,
@@ -65,13 +67,16 @@ def invite(r: sqlite3.Row) -> Invite:
     )
 
 
-CHANNEL_COLS = "id, partner_id, name, created_at, active_until, auto_renew, deleted_at, billing"
+CHANNEL_COLS = (
+    "id, partner_id, name, created_at, active_until, auto_renew, deleted_at, billing,"
+    " subscription_ref"
+)
 
 
 def channel(r: sqlite3.Row) -> Channel:
     return Channel(
         r[0], r[1], r[2], from_us(r[3]), opt_dt(r[4]), bool(r[5]), opt_dt(r[6]),
-        ChannelBilling(r[7]),
+        ChannelBilling(r[7]), r[8],
     )
 
 
@@ -98,3 +103,11 @@ def order(r: sqlite3.Row) -> PaymentOrder:
         payment_ref=r[13], url=r[14], paid_at=opt_dt(r[15]), closed_at=opt_dt(r[16]),
         refunded_days=r[17],
     )
+
+
+NOTICE_COLS = "n.id, n.key, n.partner_id, n.kind, n.payload, n.created_at"
+
+
+def delivery(r: sqlite3.Row) -> Delivery:
+    notice = Notice(r[3], r[4], r[5], r[6], r[7], from_us(r[8]))
+    return Delivery(r[0], notice, r[1], r[2])

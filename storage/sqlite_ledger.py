@@ -9,6 +9,7 @@ from datetime import datetime
 from core.ledger import GENESIS, transfer_digest
 from core.model import (
     Channel,
+    Delivery,
     Invite,
     Member,
     NewTransfer,
@@ -174,10 +175,10 @@ class SqliteLedger:
     def update_channel(self, channel: Channel) -> None:
         self.conn.execute(
             "UPDATE channels SET name = ?, name_key = ?, active_until = ?, auto_renew = ?,"
-            " deleted_at = ?, billing = ? WHERE id = ?",
+            " deleted_at = ?, billing = ?, subscription_ref = ? WHERE id = ?",
             (channel.name, name_key(channel.name), opt_us(channel.active_until),
              int(channel.auto_renew), opt_us(channel.deleted_at), channel.billing.value,
-             channel.id),
+             channel.subscription_ref, channel.id),
         )
 
     # accounts and transfers -------------------------------------------------------
@@ -304,6 +305,103 @@ class SqliteLedger:
             " paid_at = ?, closed_at = ?, refunded_days = ? WHERE id = ?",
             (order.status.value, order.provider_ref, order.payment_ref, order.url,
              opt_us(order.paid_at), opt_us(order.closed_at), order.refunded_days, order.id),
+        )
+
+
+    def find_order_by_ref(self, provider_ref: str) -> PaymentOrder | None:
+        row = self._one(
+            f"SELECT {rows.ORDER_COLS} FROM orders WHERE provider_ref = ?", (provider_ref,)
+        )
+        return None if row is None else rows.order(row)
+
+    def find_order_by_payment(self, payment_ref: str) -> PaymentOrder | None:
+        row = self._one(
+            f"SELECT {rows.ORDER_COLS} FROM orders WHERE payment_ref = ?", (payment_ref,)
+        )
+        return None if row is None else rows.order(row)
+
+    def find_channel_by_subscription(self, subscription_ref: str) -> Channel | None:
+        row = self._one(
+            f"SELECT {rows.CHANNEL_COLS} FROM channels WHERE subscription_ref = ?",
+            (subscription_ref,),
+        )
+        return None if row is None else rows.channel(row)
+
+    # provider events and notices --------------------------------------------------
+
+    def find_provider_event(self, event_id: str) -> str | None:
+        row = self._one("SELECT result FROM stripe_events WHERE id = ?", (event_id,))
+        return None if row is None else str(row[0])
+
+    def record_provider_event(
+        self, event_id: str, event_type: str, at: datetime, result: str
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO stripe_events (id, type, received_at, result) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (id) DO NOTHING",
+            (event_id, event_type, to_us(at), result),
+        )
+
+    def add_notice(
+        self, key: str, partner_id: int | None, kind: str, payload: str, at: datetime
+    ) -> bool:
+        cur = self.conn.execute(
+            "INSERT INTO notices (key, partner_id, kind, payload, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+            (key, partner_id, kind, payload, to_us(at)),
+        )
+        return cur.rowcount == 1
+
+    def expand_notices(self, support_ids: Sequence[int], at: datetime) -> int:
+        due = to_us(at)
+        # Set-based: every new notice to every reachable member of its partner at once.
+        added = self.conn.execute(
+            "INSERT INTO deliveries (notice_id, user_id, due_at)"
+            " SELECT n.id, m.user_id, ? FROM notices n JOIN members m"
+            "  ON m.partner_id = n.partner_id AND m.unreachable = 0"
+            " WHERE n.expanded = 0 ON CONFLICT DO NOTHING",
+            (due,),
+        ).rowcount
+        for user_id in support_ids:
+            added += self.conn.execute(
+                "INSERT INTO deliveries (notice_id, user_id, due_at)"
+                " SELECT id, ?, ? FROM notices WHERE expanded = 0 AND partner_id IS NULL"
+                " ON CONFLICT DO NOTHING",
+                (user_id, due),
+            ).rowcount
+        self.conn.execute("UPDATE notices SET expanded = 1 WHERE expanded = 0")
+        return int(added)
+
+    def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+        cur = self.conn.execute(
+            f"SELECT d.id, d.user_id, d.attempts, {rows.NOTICE_COLS}"
+            " FROM deliveries d JOIN notices n ON n.id = d.notice_id"
+            " WHERE d.status = 'pending' AND d.due_at <= ? ORDER BY d.due_at, d.id LIMIT ?",
+            (to_us(now), limit),
+        )
+        return [rows.delivery(r) for r in cur]
+
+    def finish_delivery(
+        self,
+        delivery_id: int,
+        *,
+        sent: bool,
+        at: datetime,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> None:
+        if sent:
+            self.conn.execute(
+                "UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
+                " last_error = NULL WHERE id = ?",
+                (to_us(at), delivery_id),
+            )
+            return
+        status = "pending" if retry_at is not None else "failed"
+        self.conn.execute(
+            "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
+            " due_at = coalesce(?, due_at) WHERE id = ?",
+            (status, error, opt_us(retry_at), delivery_id),
         )
 
 

@@ -1,0 +1,351 @@
+"""Payments: money becomes days (rules 3, 6, 10, 11).
+
+An order is recorded before any payment link exists; a link that cannot be made leaves
+no payable order behind (a top-up is cancelled; an invoice keeps waiting for its link).
+Fulfilment is one idempotent function, `apply_session`, used by the webhook and by
+reconciliation alike: an order is credited once, whoever reports the payment first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from core import channels, money, notices, orders
+from core.channels import find_channel
+from core.days import utc
+from core.errors import (
+    InvalidInput,
+    NothingToInvoice,
+    OrderNotPayable,
+    PaymentMismatch,
+    PaymentUnavailable,
+)
+from core.model import (
+    ChannelBilling,
+    CheckoutMode,
+    CheckoutRequest,
+    OrderKind,
+    OrderStatus,
+    PaymentOrder,
+    SessionState,
+)
+from core.partners import get_partner
+from core.ports import Clock, Ledger, PaymentGateway, Store
+
+SUBSCRIPTION_DAYS = {"month": 30, "year": 365}
+
+
+def annual_price(monthly_price: int, discount_percent: int) -> int:
+    """12 months less the discount, rounded half up to a minor unit."""
+    gross = 12 * monthly_price * (100 - discount_percent)
+    return (2 * gross + 100) // 200
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    checked: int = 0
+    credited: int = 0
+    closed: int = 0
+    failed: int = 0
+
+
+def apply_session(ledger: Ledger, now: datetime, state: SessionState, actor: str) -> str:
+    """Bring the order behind a checkout session in line with what the provider says.
+
+    Returns what happened ("credited", "already", "expired", "pending", "unknown", ...).
+    Never raises for a session that is not ours: it is reported and ignored.
+    """
+    order = ledger.find_order_by_ref(state.provider_ref)
+    if order is None:
+        return "unknown"  # not a session we made (or not for this deployment)
+    if state.partner_id is not None and state.partner_id != order.partner_id:
+        return "foreign"
+    if state.order_id is not None and state.order_id != order.id:
+        return "foreign"
+    if order.kind is OrderKind.SUBSCRIPTION:
+        return _apply_subscription_session(ledger, now, order, state, actor)
+    if state.failed:
+        orders.close_order(ledger, now, order.id, OrderStatus.FAILED, actor)
+        return "failed"
+    if state.status == "expired":
+        closed = orders.close_order(ledger, now, order.id, OrderStatus.EXPIRED, actor)
+        return "expired" if closed.status is OrderStatus.EXPIRED else "already"
+    if state.status != "complete" or state.payment_status != "paid":
+        return "pending"
+    if order.status is OrderStatus.PAID:
+        return "already"
+    try:
+        orders.credit_paid_order(
+            ledger, now, order.id, state.amount_total, state.currency, actor,
+            payment_ref=state.payment_ref,
+        )
+    except PaymentMismatch as exc:
+        notices.notify(
+            ledger, now, f"mismatch:{order.id}:{state.provider_ref}", None,
+            notices.PAYMENT_MISMATCH, partner_id=order.partner_id, order_id=order.id,
+            expected=money.format_amount(exc.expected_amount, exc.expected_currency),
+            paid=f"{state.amount_total} {state.currency}",
+        )
+        return "mismatch"
+    except OrderNotPayable:
+        return "already"
+    return "credited"
+
+
+def _apply_subscription_session(
+    ledger: Ledger, now: datetime, order: PaymentOrder, state: SessionState, actor: str
+) -> str:
+    if state.status == "expired":
+        orders.close_order(ledger, now, order.id, OrderStatus.EXPIRED, actor)
+        return "expired"
+    if state.status != "complete" or state.subscription_ref is None:
+        return "pending"
+    if order.status is OrderStatus.PAID:
+        return "already"
+    # The days of each period arrive with its paid Stripe invoice (apply_period); here
+    # the channel only learns which subscription pays for it.
+    ledger.update_order(replace(order, status=OrderStatus.PAID, paid_at=utc(now),
+                                payment_ref=state.subscription_ref))
+    channel = ledger.get_channel(order.channel_id) if order.channel_id else None
+    if channel is not None and channel.live:
+        ledger.update_channel(replace(
+            channel, billing=ChannelBilling.SUBSCRIPTION,
+            subscription_ref=state.subscription_ref,
+        ))
+    ledger.record_event(
+        now, actor, "subscription.started", order.partner_id,
+        f"order={order.id} subscription={state.subscription_ref}",
+    )
+    return "subscribed"
+
+
+def apply_period(
+    ledger: Ledger,
+    now: datetime,
+    *,
+    invoice_ref: str,
+    subscription_ref: str,
+    partner_id: int,
+    channel_id: int,
+    interval: str,
+    actor: str,
+) -> str:
+    """A paid subscription period (Stripe invoice.paid) extends its channel once."""
+    days = SUBSCRIPTION_DAYS.get(interval)
+    channel = ledger.get_channel(channel_id)
+    if days is None or channel is None or channel.partner_id != partner_id:
+        return "unknown"
+    if channel.subscription_ref is None and channel.live:
+        ledger.update_channel(replace(
+            channel, billing=ChannelBilling.SUBSCRIPTION, subscription_ref=subscription_ref
+        ))
+    paid = channels.credit_subscription_period(ledger, now, channel_id, days, invoice_ref, actor)
+    return "already" if paid.replayed else "extended"
+
+
+def end_subscription(ledger: Ledger, now: datetime, subscription_ref: str, actor: str) -> str:
+    """Rule 10: the channel keeps running until active_until, then needs days again."""
+    channel = ledger.find_channel_by_subscription(subscription_ref)
+    if channel is None:
+        return "unknown"
+    ledger.update_channel(replace(channel, billing=ChannelBilling.BALANCE, subscription_ref=None))
+    ledger.record_event(
+        now, actor, "subscription.ended", channel.partner_id,
+        f"channel={channel.id} subscription={subscription_ref}",
+    )
+    until = channel.active_until.isoformat() if channel.active_until else None
+    notices.notify(
+        ledger, now, f"sub-ended:{subscription_ref}", channel.partner_id,
+        notices.SUBSCRIPTION_ENDED, channel=channel.name, until=until,
+    )
+    return "ended"
+
+
+def apply_refund(
+    ledger: Ledger, now: datetime, payment_ref: str, refunded_amount: int, actor: str
+) -> str:
+    """Rule 11: a refund of a top-up or invoice takes its days back (maybe below zero)."""
+    order = ledger.find_order_by_payment(payment_ref)
+    if order is None or order.kind is OrderKind.SUBSCRIPTION:
+        return "unknown"
+    try:
+        done = orders.refund_order(ledger, now, order.id, refunded_amount, actor)
+    except OrderNotPayable:
+        return "unknown"
+    return "refunded" if done.days and not done.replayed else "already"
+
+
+class PaymentService:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        gateway: PaymentGateway,
+        *,
+        session_ttl: timedelta = timedelta(hours=1),
+        annual_discount_percent: int = 15,
+        max_topup_days: int = 36_500,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.gateway = gateway
+        self.session_ttl = session_ttl
+        self.annual_discount_percent = annual_discount_percent
+        self.max_topup_days = max_topup_days
+
+    async def _link(
+        self, order: PaymentOrder, mode: CheckoutMode, description: str,
+        interval: str | None = None,
+    ) -> PaymentOrder:
+        request = CheckoutRequest(
+            order, mode, description, self.clock.now() + self.session_ttl, interval
+        )
+        link = await self.gateway.create_checkout(request)
+        return await self.store.write(
+            lambda lg: orders.attach_payment_link(lg, order.id, link.provider_ref, link.url)
+        )
+
+    async def _cancel(self, order: PaymentOrder) -> None:
+        now = self.clock.now()
+        await self.store.write(lambda lg: orders.close_order(
+            lg, now, order.id, OrderStatus.CANCELED, "system:payments"
+        ))
+
+    async def start_topup(self, partner_id: int, days: int, actor: str) -> PaymentOrder:
+        """Rule 3: quote D days and make the payment link."""
+        now = self.clock.now()
+        order = await self.store.write(lambda lg: orders.open_order(
+            lg, now, partner_id, OrderKind.TOPUP, days, actor, max_days=self.max_topup_days
+        ))
+        try:
+            return await self._link(order, CheckoutMode.PAYMENT, f"{days:,} days")
+        except PaymentUnavailable:
+            await self._cancel(order)  # no half-made order may look payable
+            raise
+
+    async def issue_invoice(
+        self,
+        partner_id: int,
+        actor: str,
+        *,
+        channel_count: int | None = None,
+        period: str | None = None,
+    ) -> PaymentOrder:
+        """Rule 6: N channels x 30 days, monthly (one per period) or on request.
+
+        Without channel_count, N is the partner's live channels. If the link cannot be
+        made now, the invoice stays open without one and a later run makes it.
+        """
+        now = self.clock.now()
+
+        def work(ledger: Ledger) -> tuple[PaymentOrder, bool]:
+            get_partner(ledger, partner_id)
+            if period is not None:
+                existing = ledger.find_invoice(partner_id, period)
+                if existing is not None:
+                    return existing, False
+            count = (
+                len(ledger.list_channels(partner_id)) if channel_count is None else channel_count
+            )
+            if count <= 0:
+                raise NothingToInvoice(partner_id)
+            if count > 100_000:
+                raise InvalidInput("channels", "must be at most 100,000")
+            order = orders.open_order(
+                ledger, now, partner_id, OrderKind.INVOICE, count * money.DAYS_PER_MONTH, actor,
+                period=period, channels=count,
+            )
+            return order, True
+
+        order, new = await self.store.write(work)
+        if order.url is None and order.status is OrderStatus.OPEN:
+            label = f"invoice {order.period}" if order.period else "invoice"
+            try:
+                order = await self._link(
+                    order, CheckoutMode.PAYMENT,
+                    f"{label}: {order.channels} channels x 30 days",
+                )
+            except PaymentUnavailable:
+                if new:
+                    await self._notice_invoice(order)
+                raise
+        if new:
+            await self._notice_invoice(order)
+        return order
+
+    async def _notice_invoice(self, order: PaymentOrder) -> None:
+        now = self.clock.now()
+        await self.store.write(lambda lg: notices.notify(
+            lg, now, f"invoice:{order.id}", order.partner_id, notices.INVOICE_ISSUED,
+            order_id=order.id, days=order.days, channels=order.channels,
+            amount=money.format_amount(order.amount, order.currency),
+            period=order.period, url=order.url,
+        ))
+
+    async def ensure_link(self, order: PaymentOrder) -> PaymentOrder:
+        """An open invoice whose link could not be made before: try again."""
+        if order.url is not None or order.status is not OrderStatus.OPEN:
+            return order
+        return await self._link(order, CheckoutMode.PAYMENT, f"invoice {order.id}")
+
+    async def start_subscription(
+        self, partner_id: int, channel_name: str, interval: str, actor: str
+    ) -> PaymentOrder:
+        """Rule 10: a Stripe subscription paying one channel, monthly or annual."""
+        if interval not in SUBSCRIPTION_DAYS:
+            raise InvalidInput("period", "must be monthly or annual")
+        now = self.clock.now()
+
+        def work(ledger: Ledger) -> PaymentOrder:
+            partner = get_partner(ledger, partner_id)
+            channel = find_channel(ledger, partner_id, channel_name)
+            if channel.subscription_ref is not None:
+                raise InvalidInput("channel", "already has a subscription")
+            price = (
+                partner.monthly_price
+                if interval == "month"
+                else annual_price(partner.monthly_price, self.annual_discount_percent)
+            )
+            return orders.open_order(
+                ledger, now, partner_id, OrderKind.SUBSCRIPTION, SUBSCRIPTION_DAYS[interval],
+                actor, channel_id=channel.id, amount=price,
+            )
+
+        order = await self.store.write(work)
+        try:
+            return await self._link(
+                order, CheckoutMode.SUBSCRIPTION, f"channel {channel_name}", interval
+            )
+        except PaymentUnavailable:
+            await self._cancel(order)
+            raise
+
+    async def apply(self, state: SessionState, actor: str) -> str:
+        now = self.clock.now()
+        return await self.store.write(lambda lg: apply_session(lg, now, state, actor))
+
+    async def reconcile(self, older_than: timedelta, actor: str = "stripe:reconcile") -> Reconciled:
+        """Ask the provider about orders still open after a while (lost webhooks)."""
+        now = self.clock.now()
+        cutoff = now - older_than
+        pending = await self.store.read(lambda lg: [
+            o for o in lg.list_orders(statuses=(OrderStatus.OPEN,)) if o.created_at <= cutoff
+        ])
+        checked = credited = closed = failed = 0
+        for order in pending:
+            if order.provider_ref is None:
+                if order.kind is not OrderKind.INVOICE:
+                    await self._cancel(order)  # a crash between the order and its link
+                    closed += 1
+                continue
+            try:
+                state = await self.gateway.session_state(order.provider_ref)
+            except PaymentUnavailable:
+                failed += 1
+                continue
+            checked += 1
+            result = await self.apply(state, actor)
+            credited += result in ("credited", "subscribed")
+            closed += result in ("expired", "failed")
+        return Reconciled(checked, credited, closed, failed)

@@ -1,0 +1,1 @@
+"""The Stripe adapter: the payment gateway, event translation and the webhook server."""
