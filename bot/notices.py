@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, tzinfo
 
-from bot.render import date, days, esc
+from bot.render import amount, date, days, esc
 from core import notices
 from core.model import Notice
 
@@ -58,4 +59,66 @@ def render(notice: Notice, tz: tzinfo) -> str:
                 f"The subscription of <b>{esc(str(f.get('channel')))}</b> ended. It runs until "
                 f"{_when(f.get('until'), tz)}; then give it days with /allocate or /autorenew."
             )
-    return f"Notice: {esc(notice.kind)}"
+    return _scheduled(notice.kind, f, n, tz) or f"Notice: {esc(notice.kind)}"
+
+
+SHOWN = 20  # channels named in one message; the rest are counted
+
+
+def _names(f: dict[str, str | int | None], tz: tzinfo, *, dated: bool = False) -> str:
+    rows = [r for r in str(f.get("channels") or "").split("\n") if r]
+    lines = []
+    for row in rows[:SHOWN]:
+        name, _, rest = row.partition("|")
+        until, _, renew = rest.partition("|")
+        when = f" ({_when(until, tz)})" if dated and until else ""
+        auto = ", auto-renew on" if renew == "1" else ""
+        lines.append(f"• <b>{esc(name)}</b>{when}{auto}")
+    count = f.get("count")
+    extra = count - len(lines) if isinstance(count, int) else 0
+    if extra > 0:
+        lines.append(f"… and {extra} more: /channels")
+    return "\n".join(lines)
+
+
+def _scheduled(
+    kind: str, f: dict[str, str | int | None], n: Callable[[str], int], tz: tzinfo
+) -> str | None:
+    match kind:
+        case notices.LOW_BALANCE:
+            runway = f.get("runway")
+            until = (
+                f"At this rate the balance keeps your running channels going until "
+                f"{_when(runway, tz)}." if runway else "No channel is drawing on it now."
+            )
+            return (
+                f"Low balance: {n('balance'):,} days left, below your alert at "
+                f"{days(n('threshold'))}. {until}\nBuy days: /topup"
+            )
+        case notices.EXPIRY:
+            stage = n("stage")
+            head = (
+                f"{n('count')} channel(s) expired:" if stage == 0
+                else f"{n('count')} channel(s) expire within {days(stage)}:"
+            )
+            return f"{head}\n{_names(f, tz, dated=True)}\nGive days: /allocate CHANNEL DAYS"
+        case notices.RENEWED:
+            return f"Auto-renew: {n('count')} channel(s) extended by 30 days.\n{_names(f, tz)}"
+        case notices.RENEW_SHORT:
+            return (
+                f"Auto-renew could not extend {n('count')} channel(s): they need "
+                f"{days(n('needed'))} and the balance has {n('balance'):,}.\n"
+                f"{_names(f, tz)}\nBuy days: /topup"
+            )
+        case notices.INVOICE_REMINDER:
+            pay = f"\nPay here: {esc(str(f['url']))}" if f.get("url") else ""
+            return (
+                f"Reminder: invoice #{n('order_id')} "
+                f"({amount(n('amount'), str(f.get('currency')))}) is still unpaid.{pay}"
+            )
+        case notices.INVOICE_OVERDUE:
+            return (
+                f"Invoice #{n('order_id')} of partner #{n('partner_id')} "
+                f"({amount(n('amount'), str(f.get('currency')))}) is overdue. /invoices"
+            )
+    return None

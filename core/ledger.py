@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
+from core import alerts
 from core.days import utc
 from core.model import NewTransfer, Transfer, TransferKind
 from core.ports import Ledger
@@ -53,7 +54,7 @@ def move(
         raise ValueError("a transfer moves a positive number of days")
     if debit == credit:
         raise ValueError("a transfer moves days between two different accounts")
-    return ledger.add_transfer(
+    transfer = ledger.add_transfer(
         NewTransfer(
             key=key,
             debit=debit,
@@ -66,3 +67,8 @@ def move(
             order_id=order_id,
         )
     )
+    # Rule 7 is checked in the same transaction as the change that crosses it.
+    for account in (debit, credit):
+        if account.startswith("partner:"):
+            alerts.check_low_balance(ledger, at, int(account.split(":", 1)[1]))
+    return transfer

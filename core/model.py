@@ -250,3 +250,13 @@ class SessionState:
     payment_ref: str | None = None  # PaymentIntent id
     subscription_ref: str | None = None
     failed: bool = False  # an asynchronous payment failed
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """Where a partner stands against its low-balance threshold (rule 7)."""
+
+    partner: Partner
+    balance: int
+    below: bool  # the members were told and the balance has not risen above since
+    crossings: int  # downward crossings so far; numbers the alerts

@@ -38,7 +38,8 @@ def check_currency(currency: str) -> str:
     """Return the lower-case ISO code if it is one we can charge in."""
     code = currency.strip().lower()
     if code not in MINIMUM_CHARGE:
-        raise InvalidInput("currency", f"{currency!r} is not a supported currency")
+        shown = currency if len(currency) <= 10 else currency[:9] + "…"
+        raise InvalidInput("currency", f"{shown!r} is not a supported currency")
     return code
 
 
@@ -76,12 +77,13 @@ def parse_amount(text: str, currency: str) -> int:
     """'12.50' in usd -> 1250. Refuses signs, exponents, extra digits and nonsense."""
     code = check_currency(currency)
     raw = text.strip().replace(",", ".")
+    shown = text if len(text) <= 20 else text[:19] + "…"  # never quote a flood back
     if not raw or not all(c.isdigit() or c == "." for c in raw) or raw.count(".") > 1:
-        raise InvalidInput("amount", f"{text!r} is not an amount like 12.50")
+        raise InvalidInput("amount", f"{shown!r} is not an amount like 12.50")
     try:
         value = Decimal(raw)
     except InvalidOperation as exc:  # pragma: no cover - guarded by the character check
-        raise InvalidInput("amount", f"{text!r} is not an amount like 12.50") from exc
+        raise InvalidInput("amount", f"{shown!r} is not an amount like 12.50") from exc
     places = exponent(code)
     minor = value.scaleb(places)
     if minor != minor.to_integral_value():

@@ -18,6 +18,12 @@ PAYMENT_MISMATCH = "payment_mismatch"  # to support: paid amount or currency is 
 INVOICE_ISSUED = "invoice_issued"  # to members: a new invoice with its payment link
 SUBSCRIPTION_PAID = "subscription_paid"  # to members: a period extended a channel
 SUBSCRIPTION_ENDED = "subscription_ended"  # to members: a channel's subscription ended
+LOW_BALANCE = "low_balance"  # to members: the balance fell below the threshold (rule 7)
+EXPIRY = "expiry"  # to members: channels expire soon or expired (rule 8)
+RENEW_SHORT = "renew_short"  # to members: auto-renew could not be paid (rule 9)
+RENEWED = "renewed"  # to members: auto-renew extended channels
+INVOICE_REMINDER = "invoice_reminder"  # to members: an invoice is still unpaid
+INVOICE_OVERDUE = "invoice_overdue"  # to support and members: unpaid for too long
 
 
 def notify(

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from core import money
+from core.alerts import check_low_balance
 from core.errors import (
     AlreadyLinked,
     InvalidInput,
@@ -159,6 +160,7 @@ def set_alert_threshold(
     partner = get_partner(ledger, partner_id)
     updated = replace(partner, low_balance_days=check_threshold(days))
     ledger.update_partner(updated)
+    check_low_balance(ledger, now, partner_id)  # a raised threshold may be crossed now
     ledger.record_event(
         now, actor, "partner.threshold_set", partner_id,
         f"from={partner.low_balance_days} to={days}",

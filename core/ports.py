@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from core.model import (
+    AlertState,
     Channel,
     CheckoutLink,
     CheckoutRequest,
@@ -135,6 +136,38 @@ class Ledger(Protocol):
     def record_provider_event(
         self, event_id: str, event_type: str, at: datetime, result: str
     ) -> None: ...
+
+    # scheduler sweeps: a few set-based queries over all partners and channels
+    def alert_state(self, partner_id: int) -> AlertState: ...
+    def alert_candidates(self) -> list[AlertState]:
+        """Partners whose balance is on the other side of the threshold than recorded."""
+        ...
+    def set_alert_state(
+        self, partner_id: int, below: bool, crossings: int, at: datetime
+    ) -> None: ...
+    def running_until(
+        self, partner_ids: Sequence[int], now: datetime
+    ) -> dict[int, list[datetime]]:
+        """active_until of each live channel still running, by partner."""
+        ...
+    def channels_expiring(self, after: datetime, until: datetime) -> list[Channel]:
+        """Live channels whose active_until is in (after, until]."""
+        ...
+    def record_expiry_warnings(
+        self, warnings: Sequence[tuple[int, datetime, int]], at: datetime
+    ) -> list[tuple[int, datetime, int]]:
+        """Record (channel id, active_until, stage) warnings; return those new."""
+        ...
+    def channels_to_renew(self, until: datetime) -> list[Channel]:
+        """Live auto-renew channels on the balance whose active_until is at most `until`."""
+        ...
+    def invoices_to_remind(self, created_before: datetime) -> list[PaymentOrder]: ...
+    def invoices_to_flag_overdue(self, created_before: datetime) -> list[PaymentOrder]: ...
+    def mark_invoices(self, order_ids: Sequence[int], field: str, at: datetime) -> None:
+        """Set reminded_at or overdue_at."""
+        ...
+    def start_job_run(self, job: str, at: datetime) -> int: ...
+    def finish_job_run(self, run_id: int, at: datetime, ok: bool, summary: str) -> None: ...
 
     # the notice outbox
     def add_notice(

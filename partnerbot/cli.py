@@ -10,20 +10,17 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
 from pathlib import Path
 
 from core import money
 from core.errors import BillingError
-from core.jobs import run_invoices
-from core.payments import PaymentService
 from core.service import BillingService
 from partnerbot import logs
 from partnerbot.config import ConfigError, Settings, load_settings
+from partnerbot.jobs import JOBS, JobFailed, run_job
 from partnerbot.wiring import Services, open_services, secrets_of
 
 Handler = Callable[[argparse.Namespace, Services], Awaitable[int]]
-JOBS = ("invoices", "reconcile")
 
 
 class CliError(Exception):
@@ -123,30 +120,13 @@ async def db_backup(args: argparse.Namespace, svc: Services) -> int:
     return 0
 
 
-def _payments(svc: Services) -> PaymentService:
-    if svc.payments is None:
-        raise ConfigError(
-            "config: stripe.api_key: field required to take payments "
-            "(set it in the config file or PARTNERBOT_STRIPE__API_KEY)",
-            ["stripe.api_key"],
-        )
-    return svc.payments
-
-
 async def jobs_run(args: argparse.Namespace, svc: Services) -> int:
-    payments = _payments(svc)
-    if args.job == "invoices":
-        done = await run_invoices(
-            svc.store, svc.billing.clock, payments, svc.settings.telegram.tzinfo, args.period
-        )
-        out(done.summary())
-        return 1 if done.failed else 0
-    if args.period is not None:
-        raise CliError("--period applies to the invoices job only")
-    result = await payments.reconcile(timedelta(minutes=args.older_than))
-    out(f"reconcile: {result.checked} open orders checked with Stripe, {result.credited} "
-        f"credited, {result.closed} closed, {result.failed} could not be checked")
-    return 1 if result.failed else 0
+    try:
+        out(await run_job(args.job, svc, args.period))
+    except JobFailed as exc:
+        out(str(exc))
+        return 1
+    return 0
 
 
 async def run(args: argparse.Namespace, svc: Services) -> int:
@@ -201,10 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = jsub.add_parser("run", parents=[common], help="run one scheduled job now")
     p.add_argument("job", choices=JOBS, help="the job to run")
     p.add_argument("--period", help="month to invoice, YYYY-MM (invoices only)")
-    p.add_argument(
-        "--older-than", type=int, default=15, metavar="MINUTES",
-        help="reconcile: orders open at least this long (default 15)",
-    )
     p.set_defaults(handler=jobs_run)
 
     db = sub.add_parser("db", parents=[common], help="the database")

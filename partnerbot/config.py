@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -397,6 +398,46 @@ class LoggingSettings(BaseModel):
     )
 
 
+def _check_cron(value: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as exc:
+        raise ValueError(f"is not a crontab expression like '*/15 * * * *' ({exc})") from None
+    return value
+
+
+Cron = Annotated[str, AfterValidator(_check_cron)]
+
+
+class JobsSettings(BaseModel):
+    model_config = _SECTION
+
+    invoices: Cron = Field(
+        default="15 6 * * *",
+        description="When the invoices job runs (crontab, in telegram.timezone); it "
+        "invoices each partner on its billing day.",
+    )
+    reminders: Cron = Field(default="0 10 * * *", description="Unpaid-invoice reminders.")
+    alerts: Cron = Field(default="*/15 * * * *", description="Low-balance sweep.")
+    expiry: Cron = Field(default="5 * * * *", description="Channel expiry warnings.")
+    renew: Cron = Field(default="*/30 * * * *", description="Auto-renewal of channels.")
+    reconcile: Cron = Field(default="*/10 * * * *", description="Stripe reconciliation.")
+    reminder_after_days: StrictishInt = Field(
+        default=3, ge=1, le=60, description="Remind about an unpaid invoice after this."
+    )
+    overdue_after_days: StrictishInt = Field(
+        default=14, ge=1, le=365, description="Mark an unpaid invoice overdue after this."
+    )
+    renew_before_hours: StrictishInt = Field(
+        default=24, ge=1, le=24 * 14, description="Auto-renew this long before expiry."
+    )
+    reconcile_after_minutes: StrictishInt = Field(
+        default=15, ge=1, le=24 * 60, description="Ask Stripe about orders open this long."
+    )
+
+
 # ------------------------------------------------------------------------------ settings
 
 
@@ -458,6 +499,9 @@ class Settings(BaseSettings):
         default_factory=BillingSettings, description="Defaults of the billing rules."
     )
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
+    jobs: JobsSettings = Field(
+        default_factory=JobsSettings, description="Schedules of the scheduled jobs."
+    )
 
     @classmethod
     def settings_customise_sources(

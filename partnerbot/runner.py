@@ -1,5 +1,5 @@
-"""`partnerbot run`: the bot (long polling), the HTTP server (Stripe webhook, health) and
-the notice dispatcher, in one event loop until SIGINT or SIGTERM."""
+"""`partnerbot run`: the bot (long polling), the HTTP server (Stripe webhook, health),
+the notice dispatcher and the job scheduler, in one event loop until SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import asyncio
 import logging
 import signal
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application
 
 from bot.app import ALLOWED_UPDATES, build_application, deps_of_app
 from bot.outbox import Dispatcher
 from partnerbot.config import Settings
+from partnerbot.scheduler import build_scheduler
 from partnerbot.wiring import Services
 from payments.webhook import HttpServer, StripeWebhook, build_http_app
 
@@ -43,63 +45,84 @@ def http_server(
     return HttpServer(build_http_app(webhook, healthy), settings.server.host, settings.server.port)
 
 
-async def serve(settings: Settings, services: Services, stop: asyncio.Event | None = None) -> None:
-    settings.require("telegram.token")
-    assert settings.telegram.token is not None
-    app = build_application(
-        token=settings.telegram.token.get_secret_value(),
-        api_base_url=settings.telegram.api_base_url,
-        billing=services.billing,
-        support_ids=frozenset(settings.access.support_user_ids),
-        tz=settings.telegram.tzinfo,
-    )
-    deps_of_app(app).payments = services.payments
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    server = http_server(settings, services, app)
-    dispatcher = Dispatcher(
-        app.bot, services.store, services.billing.clock, settings.telegram.tzinfo,
-        settings.access.support_user_ids,
-    )
-    try:
+class Runtime:
+    """Everything `run` starts, started in order and stopped in reverse."""
+
+    def __init__(self, settings: Settings, services: Services) -> None:
+        settings.require("telegram.token")
+        assert settings.telegram.token is not None
+        self.settings, self.services = settings, services
+        self.app = build_application(
+            token=settings.telegram.token.get_secret_value(),
+            api_base_url=settings.telegram.api_base_url,
+            billing=services.billing,
+            support_ids=frozenset(settings.access.support_user_ids),
+            tz=settings.telegram.tzinfo,
+        )
+        deps_of_app(self.app).payments = services.payments
+        self.server = http_server(settings, services, self.app)
+        self.dispatcher = Dispatcher(
+            self.app.bot, services.store, services.billing.clock, settings.telegram.tzinfo,
+            settings.access.support_user_ids,
+        )
+        self.scheduler: AsyncIOScheduler | None = None
+
+    async def start(self) -> None:
         try:
-            await app.initialize()  # asks getMe: checks the token and the API address
+            await self.app.initialize()  # asks getMe: checks the token and the API address
         except InvalidToken as exc:
             raise StartupError("telegram.token: Telegram refused the bot token") from exc
         except NetworkError as exc:
             raise StartupError(
                 f"telegram.api_base_url: cannot reach the Bot API ({exc.message})"
             ) from exc
-        if services.gateway is not None and not settings.stripe.success_url:
-            services.gateway.success_url = f"https://t.me/{app.bot.username}"
+        gateway = self.services.gateway
+        if gateway is not None and not self.settings.stripe.success_url:
+            gateway.success_url = f"https://t.me/{self.app.bot.username}"
         try:
-            try:
-                await server.start()
-            except OSError as exc:
-                raise StartupError(
-                    f"server.port: cannot listen on {settings.server.host}:"
-                    f"{settings.server.port} ({exc.strerror})"
-                ) from exc
-            await app.start()
-            assert app.updater is not None
-            await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
-            dispatcher.start()
-            log.info("bot @%s running; stop with SIGINT or SIGTERM", app.bot.username)
+            await self.server.start()
+        except OSError as exc:
+            s = self.settings.server
+            raise StartupError(
+                f"server.port: cannot listen on {s.host}:{s.port} ({exc.strerror})"
+            ) from exc
+        await self.app.start()
+        assert self.app.updater is not None
+        await self.app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+        self.dispatcher.start()
+        self.scheduler = build_scheduler(self.services, self.dispatcher.wake.set)
+        self.scheduler.start()
+        log.info("bot @%s running; stop with SIGINT or SIGTERM", self.app.bot.username)
+
+    async def stop(self) -> None:
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        await self.dispatcher.stop()
+        app = self.app
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()  # finishes the updates in hand
+        await self.server.stop()
+        try:
+            await app.shutdown()
+        except TelegramError as exc:
+            log.warning("shutdown: %s", exc)
+
+
+async def serve(settings: Settings, services: Services, stop: asyncio.Event | None = None) -> None:
+    runtime = Runtime(settings, services)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        try:
+            await runtime.start()
             await stop.wait()
             log.info("stopping: finishing the updates in hand")
         finally:
-            await dispatcher.stop()
-            if app.updater is not None and app.updater.running:
-                await app.updater.stop()
-            if app.running:
-                await app.stop()
-            await server.stop()
-            try:
-                await app.shutdown()
-            except TelegramError as exc:
-                log.warning("shutdown: %s", exc)
+            await runtime.stop()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -18,6 +18,7 @@ from core.errors import StorageError
 from core.ledger import GENESIS, transfer_digest
 from core.model import (
     EXTERNAL_ACCOUNTS,
+    AlertState,
     Channel,
     Delivery,
     Invite,
@@ -68,6 +69,12 @@ class _State:
     provider_events: dict[str, str] = field(default_factory=dict)
     notices: list[tuple[Notice, bool]] = field(default_factory=list)  # (notice, expanded)
     deliveries: dict[int, _Delivery] = field(default_factory=dict)
+    alerts: dict[int, tuple[bool, int]] = field(default_factory=dict)  # below, crossings
+    expiry_warnings: set[tuple[int, datetime, int]] = field(default_factory=set)
+    marks: dict[tuple[int, str], datetime] = field(default_factory=dict)
+    job_runs: dict[int, tuple[str, datetime, datetime | None, bool | None, str]] = field(
+        default_factory=dict
+    )
 
 
 def _fail(message: str) -> None:
@@ -131,6 +138,8 @@ class MemoryLedger:
         expires_at: datetime,
         created_by: str,
     ) -> Invite:
+        if partner_id not in self.s.partners:
+            _fail("FOREIGN KEY constraint failed")
         if any(i.code_hash == code_hash for i in self.s.invites.values()):
             _fail("UNIQUE constraint failed: invites.code_hash")
         invite = Invite(
@@ -149,6 +158,8 @@ class MemoryLedger:
             self.s.invites[invite_id] = replace(invite, used_at=at, used_by=user_id)
 
     def add_channel(self, partner_id: int, name: str, created_at: datetime) -> Channel:
+        if partner_id not in self.s.partners:
+            _fail("FOREIGN KEY constraint failed")
         if self.find_live_channel(partner_id, name) is not None:
             _fail("UNIQUE constraint failed: channels.partner_id, channels.name_key")
         channel = Channel(len(self.s.channels) + 1, partner_id, name, created_at)
@@ -187,7 +198,9 @@ class MemoryLedger:
         t = transfer
         if t.key in self.s.transfer_keys:
             _fail("UNIQUE constraint failed: transfers.key")
-        if t.debit not in self.s.balances or t.credit not in self.s.balances:
+        if t.debit not in self.s.balances or t.credit not in self.s.balances or (
+            t.order_id is not None and t.order_id not in self.s.orders
+        ):
             _fail("FOREIGN KEY constraint failed")
         if t.days <= 0 or t.debit == t.credit:
             _fail("CHECK constraint failed: transfers")
@@ -256,6 +269,10 @@ class MemoryLedger:
         channels: int | None = None,
         channel_id: int | None = None,
     ) -> PaymentOrder:
+        if partner_id not in self.s.partners or (
+            channel_id is not None and channel_id not in self.s.channels
+        ):
+            _fail("FOREIGN KEY constraint failed")
         if period is not None and self.find_invoice(partner_id, period) is not None:
             _fail("UNIQUE constraint failed: orders.partner_id, orders.period")
         order = PaymentOrder(
@@ -376,6 +393,87 @@ class MemoryLedger:
             d.status, d.error, d.due_at = "pending", error, retry_at
         else:
             d.status, d.error = "failed", error
+
+
+    def alert_state(self, partner_id: int) -> AlertState:
+        partner = self.s.partners[partner_id]
+        below, crossings = self.s.alerts.get(partner_id, (False, 0))
+        return AlertState(partner, self.balance(partner_account(partner_id)), below, crossings)
+
+    def alert_candidates(self) -> list[AlertState]:
+        states = [self.alert_state(p) for p in sorted(self.s.partners)]
+        return [a for a in states if (a.balance < a.partner.low_balance_days) != a.below]
+
+    def set_alert_state(self, partner_id: int, below: bool, crossings: int, at: datetime) -> None:
+        self.s.alerts[partner_id] = (below, crossings)
+
+    def running_until(
+        self, partner_ids: Sequence[int], now: datetime
+    ) -> dict[int, list[datetime]]:
+        return {
+            p: [
+                c.active_until
+                for c in self.list_channels(p)
+                if c.active_until is not None and c.active_until > now
+            ]
+            for p in partner_ids
+        }
+
+    def channels_expiring(self, after: datetime, until: datetime) -> list[Channel]:
+        found = [
+            c
+            for c in self.s.channels.values()
+            if c.live and c.active_until is not None and after < c.active_until <= until
+        ]
+        return sorted(found, key=lambda c: (c.partner_id, c.active_until or until))
+
+    def record_expiry_warnings(
+        self, warnings: Sequence[tuple[int, datetime, int]], at: datetime
+    ) -> list[tuple[int, datetime, int]]:
+        new = [w for w in warnings if w not in self.s.expiry_warnings]
+        self.s.expiry_warnings.update(new)
+        return new
+
+    def channels_to_renew(self, until: datetime) -> list[Channel]:
+        found = [
+            c
+            for c in self.s.channels.values()
+            if c.live and c.auto_renew and c.billing.value == "balance"
+            and c.active_until is not None and c.active_until <= until
+        ]
+        return sorted(found, key=lambda c: (c.partner_id, c.active_until or until))
+
+    def _open_invoices(self, created_before: datetime, mark: str) -> list[PaymentOrder]:
+        return sorted(
+            (
+                o
+                for o in self.s.orders.values()
+                if o.status is OrderStatus.OPEN and o.kind is OrderKind.INVOICE
+                and o.created_at <= created_before and (o.id, mark) not in self.s.marks
+            ),
+            key=lambda o: o.id,
+        )
+
+    def invoices_to_remind(self, created_before: datetime) -> list[PaymentOrder]:
+        return self._open_invoices(created_before, "reminded_at")
+
+    def invoices_to_flag_overdue(self, created_before: datetime) -> list[PaymentOrder]:
+        return self._open_invoices(created_before, "overdue_at")
+
+    def mark_invoices(self, order_ids: Sequence[int], field: str, at: datetime) -> None:
+        if field not in ("reminded_at", "overdue_at"):
+            raise KeyError(field)
+        for order_id in order_ids:
+            self.s.marks[(order_id, field)] = at
+
+    def start_job_run(self, job: str, at: datetime) -> int:
+        run_id = len(self.s.job_runs) + 1
+        self.s.job_runs[run_id] = (job, at, None, None, "")
+        return run_id
+
+    def finish_job_run(self, run_id: int, at: datetime, ok: bool, summary: str) -> None:
+        job, started, _, _, _ = self.s.job_runs[run_id]
+        self.s.job_runs[run_id] = (job, started, at, ok, summary)
 
 
 class MemorySnapshot:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from core.days import utc
 from core.model import (
@@ -45,7 +46,7 @@ def opt_dt(value: int | None) -> datetime | None:
 PARTNER_COLS = "id, name, currency, monthly_price, low_balance_days, billing_day, created_at"
 
 
-def partner(r: sqlite3.Row) -> Partner:
+def partner(r: sqlite3.Row | tuple[Any, ...]) -> Partner:
     return Partner(r[0], r[1], r[2], r[3], r[4], r[5], from_us(r[6]))
 
 

@@ -21,8 +21,9 @@ from typing import Any, Literal, TypeVar
 
 import aiosqlite
 
-from core.errors import BillingError, StorageError, StoreBusy
+from core.errors import BillingError, StorageError
 from core.ports import Ledger, LedgerSnapshot
+from storage.errors import translate
 from storage.migrate import migrate
 from storage.sqlite_ledger import SqliteLedger, SqliteSnapshot
 
@@ -41,14 +42,7 @@ def configure(conn: sqlite3.Connection, synchronous: Synchronous, busy_timeout_m
     conn.execute("PRAGMA foreign_keys = ON")
 
 
-def _translate(exc: sqlite3.Error) -> StorageError:
-    """Driver errors become domain errors at this boundary; the cause stays chained."""
-    text = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and "locked" in text:
-        return StoreBusy("database: locked by another process for too long")
-    if isinstance(exc, sqlite3.IntegrityError):
-        return StorageError(f"database: constraint failed: {text}")
-    return StorageError(f"database: {text}")
+_translate = translate
 
 
 def _transaction(conn: sqlite3.Connection, begin: str, work: Callable[[], T]) -> T:

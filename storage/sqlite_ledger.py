@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from core.ledger import GENESIS, transfer_digest
 from core.model import (
+    AlertState,
     Channel,
     Delivery,
     Invite,
@@ -24,12 +26,13 @@ from core.model import (
 )
 from core.names import name_key
 from storage import rows
+from storage.errors import Connection
 from storage.rows import opt_us, to_us
 
 
 class SqliteLedger:
     def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+        self.conn = Connection(conn)
 
     def _one(self, sql: str, args: Sequence[object] = ()) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self.conn.execute(sql, args).fetchone()
@@ -327,6 +330,123 @@ class SqliteLedger:
         )
         return None if row is None else rows.channel(row)
 
+    # scheduler sweeps -------------------------------------------------------------
+
+    def alert_state(self, partner_id: int) -> AlertState:
+        row = self._one(
+            f"SELECT {_ALERT_COLS} FROM partners p"
+            " JOIN accounts a ON a.code = 'partner:' || p.id"
+            " LEFT JOIN alert_state s ON s.partner_id = p.id WHERE p.id = ?",
+            (partner_id,),
+        )
+        if row is None:
+            raise LookupError(partner_id)
+        return _alert(row)
+
+    def alert_candidates(self) -> list[AlertState]:
+        # One pass over partners: those under the threshold not yet told, and those told
+        # whose balance has come back up (to re-arm the alert).
+        cur = self.conn.execute(
+            f"SELECT {_ALERT_COLS} FROM partners p"
+            " JOIN accounts a ON a.code = 'partner:' || p.id"
+            " LEFT JOIN alert_state s ON s.partner_id = p.id"
+            " WHERE (a.balance < p.low_balance_days) <> coalesce(s.below, 0)"
+        )
+        return [_alert(r) for r in cur]
+
+    def set_alert_state(self, partner_id: int, below: bool, crossings: int, at: datetime) -> None:
+        self.conn.execute(
+            "INSERT INTO alert_state (partner_id, below, crossings, changed_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (partner_id) DO UPDATE SET"
+            " below = excluded.below, crossings = excluded.crossings,"
+            " changed_at = excluded.changed_at",
+            (partner_id, int(below), crossings, to_us(at)),
+        )
+
+    def running_until(
+        self, partner_ids: Sequence[int], now: datetime
+    ) -> dict[int, list[datetime]]:
+        found: dict[int, list[datetime]] = {p: [] for p in partner_ids}
+        if not partner_ids:
+            return found
+        # The partner ids go in as one JSON array: one statement however many there are.
+        cur = self.conn.execute(
+            "SELECT partner_id, active_until FROM channels"
+            " WHERE deleted_at IS NULL AND active_until > ?"
+            " AND partner_id IN (SELECT value FROM json_each(?))",
+            (to_us(now), json.dumps(list(partner_ids))),
+        )
+        for partner_id, until in cur:
+            found[partner_id].append(rows.from_us(until))
+        return found
+
+    def channels_expiring(self, after: datetime, until: datetime) -> list[Channel]:
+        cur = self.conn.execute(
+            f"SELECT {rows.CHANNEL_COLS} FROM channels WHERE deleted_at IS NULL"
+            " AND active_until > ? AND active_until <= ? ORDER BY partner_id, active_until",
+            (to_us(after), to_us(until)),
+        )
+        return [rows.channel(r) for r in cur]
+
+    def record_expiry_warnings(
+        self, warnings: Sequence[tuple[int, datetime, int]], at: datetime
+    ) -> list[tuple[int, datetime, int]]:
+        new = []
+        sent = to_us(at)
+        for channel_id, until, stage in warnings:
+            cur = self.conn.execute(
+                "INSERT INTO expiry_warnings (channel_id, active_until, stage, sent_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (channel_id, to_us(until), stage, sent),
+            )
+            if cur.rowcount == 1:
+                new.append((channel_id, until, stage))
+        return new
+
+    def channels_to_renew(self, until: datetime) -> list[Channel]:
+        cur = self.conn.execute(
+            f"SELECT {rows.CHANNEL_COLS} FROM channels WHERE deleted_at IS NULL"
+            " AND auto_renew = 1 AND billing = 'balance' AND active_until <= ?"
+            " ORDER BY partner_id, active_until",
+            (to_us(until),),
+        )
+        return [rows.channel(r) for r in cur]
+
+    def invoices_to_remind(self, created_before: datetime) -> list[PaymentOrder]:
+        cur = self.conn.execute(
+            f"SELECT {rows.ORDER_COLS} FROM orders WHERE status = 'open' AND kind = 'invoice'"
+            " AND reminded_at IS NULL AND created_at <= ? ORDER BY id",
+            (to_us(created_before),),
+        )
+        return [rows.order(r) for r in cur]
+
+    def invoices_to_flag_overdue(self, created_before: datetime) -> list[PaymentOrder]:
+        cur = self.conn.execute(
+            f"SELECT {rows.ORDER_COLS} FROM orders WHERE status = 'open' AND kind = 'invoice'"
+            " AND overdue_at IS NULL AND created_at <= ? ORDER BY id",
+            (to_us(created_before),),
+        )
+        return [rows.order(r) for r in cur]
+
+    def mark_invoices(self, order_ids: Sequence[int], field: str, at: datetime) -> None:
+        column = {"reminded_at": "reminded_at", "overdue_at": "overdue_at"}[field]
+        self.conn.executemany(
+            f"UPDATE orders SET {column} = ? WHERE id = ?",
+            [(to_us(at), order_id) for order_id in order_ids],
+        )
+
+    def start_job_run(self, job: str, at: datetime) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO job_runs (job, started_at) VALUES (?, ?)", (job, to_us(at))
+        )
+        return int(cur.lastrowid or 0)
+
+    def finish_job_run(self, run_id: int, at: datetime, ok: bool, summary: str) -> None:
+        self.conn.execute(
+            "UPDATE job_runs SET finished_at = ?, ok = ?, summary = ? WHERE id = ?",
+            (to_us(at), int(ok), summary, run_id),
+        )
+
     # provider events and notices --------------------------------------------------
 
     def find_provider_event(self, event_id: str) -> str | None:
@@ -405,11 +525,21 @@ class SqliteLedger:
         )
 
 
+_ALERT_COLS = (
+    "p.id, p.name, p.currency, p.monthly_price, p.low_balance_days, p.billing_day,"
+    " p.created_at, a.balance, coalesce(s.below, 0), coalesce(s.crossings, 0)"
+)
+
+
+def _alert(r: sqlite3.Row) -> AlertState:
+    return AlertState(rows.partner(r[:7]), r[7], bool(r[8]), r[9])
+
+
 class SqliteSnapshot:
     """core.ports.LedgerSnapshot inside one read transaction."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+        self.conn = Connection(conn)
 
     def transfers(self) -> Iterator[Transfer]:
         cur = self.conn.execute(f"SELECT {rows.TRANSFER_COLS} FROM transfers ORDER BY id")

@@ -88,6 +88,16 @@ DEFAULTS: list[tuple[str, object]] = [
     ("billing.invite_ttl_hours", 72),
     ("logging.level", "INFO"),
     ("logging.format", "text"),
+    ("jobs.invoices", "15 6 * * *"),
+    ("jobs.reminders", "0 10 * * *"),
+    ("jobs.alerts", "*/15 * * * *"),
+    ("jobs.expiry", "5 * * * *"),
+    ("jobs.renew", "*/30 * * * *"),
+    ("jobs.reconcile", "*/10 * * * *"),
+    ("jobs.reminder_after_days", 3),
+    ("jobs.overdue_after_days", 14),
+    ("jobs.renew_before_hours", 24),
+    ("jobs.reconcile_after_minutes", 15),
 ]
 
 
