@@ -6,6 +6,7 @@ the table and row it concerns) when they do not.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -63,6 +64,7 @@ def verify(snapshot: LedgerSnapshot) -> VerifyReport:
     report.on_balances = sum(walk.derived.get(f"partner:{p.id}", 0) for p in partners)
     _check_orders(snapshot, walk, report)
     _check_channels(snapshot, walk.derived, report)
+    _check_outcomes(snapshot, walk, report)
     return report
 
 
@@ -71,6 +73,7 @@ class _Walk:
     derived: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     purchases: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
     refunds: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    ids: dict[int, str] = field(default_factory=dict)  # transfer id -> key
 
 
 def _walk_transfers(
@@ -85,7 +88,14 @@ def _walk_transfers(
         row = f"transfers.id={t.id}"
         if t.id <= last_id:
             bad.append(Violation("order", row, f"id not after {last_id}"))
+        # Ids are consecutive by construction (each is the last id + 1): a gap is a row
+        # removed by hand, and naming it is more useful than naming the next row.
+        bad.extend(
+            Violation("chain", f"transfers.id={gap}", "missing: the row was removed")
+            for gap in range(last_id + 1, t.id)
+        )
         last_id = t.id
+        walk.ids[t.id] = t.key
         if transfer_digest(previous, t.id, t) != t.digest:
             bad.append(Violation(
                 "chain", row,
@@ -173,3 +183,22 @@ def _check_channels(
             report.violations.append(
                 Violation("channel", row, f"deleted but still holds {held} days")
             )
+
+
+def _check_outcomes(snapshot: LedgerSnapshot, walk: _Walk, report: VerifyReport) -> None:
+    """Every stored outcome that names a transfer still finds it, under its own key.
+
+    This anchors the end of the chain: removing the newest transfers (and fixing the
+    cached balances to match) leaves outcomes that point at nothing.
+    """
+    for key, _kind, payload in snapshot.outcomes():
+        transfer_id = json.loads(payload).get("transfer_id")
+        if not isinstance(transfer_id, int):
+            continue
+        found = walk.ids.get(transfer_id)
+        if found != key:
+            what = "is missing" if found is None else f"has key {found!r}"
+            report.violations.append(Violation(
+                "outcome", f"operations.key={key}",
+                f"names transfers.id={transfer_id}, which {what}",
+            ))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from core import money
 from core.errors import BillingError
+from core.names import clean_partner_name
 from core.service import BillingService
 from partnerbot import logs
 from partnerbot.config import ConfigError, Settings, load_settings
@@ -39,11 +40,16 @@ def invite_link(settings: Settings, code: str) -> str:
 # partner ---------------------------------------------------------------------------
 
 
+def check_partner_add(args: argparse.Namespace, settings: Settings) -> None:
+    """Refuse bad input before the database is opened (or created)."""
+    args.currency = money.check_currency(args.currency or settings.billing.currency)
+    args.price = None if args.price is None else money.parse_amount(args.price, args.currency)
+    args.name = clean_partner_name(args.name)
+
+
 async def partner_add(args: argparse.Namespace, svc: Services) -> int:
-    currency = money.check_currency(args.currency or svc.settings.billing.currency)
-    price = None if args.price is None else money.parse_amount(args.price, currency)
     created = await svc.billing.create_partner(
-        args.name, "cli:operator", monthly_price=price, currency=currency
+        args.name, "cli:operator", monthly_price=args.price, currency=args.currency
     )
     p = created.partner
     out(f"partner {p.id} created: {p.name}, {money.format_amount(p.monthly_price, p.currency)}"
@@ -195,6 +201,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     handler: Handler = args.handler
     if handler is run:
         settings.require("telegram.token")  # before touching the database
+    if handler is partner_add:
+        check_partner_add(args, settings)
     services = await open_services(settings)
     try:
         return await handler(args, services)
@@ -209,7 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"partnerbot: {exc}\n")
         return 2
-    redactor = logs.setup(settings.logging.level, settings.logging.format, secrets_of(settings))
+    # Only `run` logs its course; other commands print their answer and log problems only.
+    level = settings.logging.level if args.handler is run else "WARNING"
+    redactor = logs.setup(level, settings.logging.format, secrets_of(settings))
     try:
         return asyncio.run(_dispatch(args, settings))
     except ConfigError as exc:

@@ -495,6 +495,9 @@ class MemorySnapshot:
     def partners(self) -> list[Partner]:
         return sorted(self.s.partners.values(), key=lambda p: p.id)
 
+    def outcomes(self) -> Iterator[tuple[str, str, str]]:
+        return iter([(k, kind, payload) for k, (kind, payload) in self.s.outcomes.items()])
+
 
 class MemoryStore:
     def __init__(self) -> None:

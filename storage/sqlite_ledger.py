@@ -560,3 +560,8 @@ class SqliteSnapshot:
     def partners(self) -> list[Partner]:
         cur = self.conn.execute(f"SELECT {rows.PARTNER_COLS} FROM partners ORDER BY id")
         return [rows.partner(r) for r in cur]
+
+    def outcomes(self) -> Iterator[tuple[str, str, str]]:
+        cur = self.conn.execute("SELECT key, kind, outcome FROM operations")
+        while batch := cur.fetchmany(5000):
+            yield from ((r[0], r[1], r[2]) for r in batch)
