@@ -14,6 +14,7 @@ core/channels.py, core/idempotency.py):
     SELECT balance FROM accounts WHERE code = ?                     -- balance
     SELECT id, digest FROM transfers ORDER BY id DESC LIMIT 1       -- add_transfer: chain
     INSERT INTO transfers ...                                       -- triggers move balances
+    SELECT ... FROM partners JOIN accounts LEFT JOIN alert_state    -- rule 7 check (move)
     UPDATE channels SET ... WHERE id = ?                            -- update_channel
     INSERT INTO operations ...                                      -- save_outcome
     COMMIT
@@ -51,7 +52,7 @@ from core.policy import BillingPolicy
 from core.service import BillingService
 from storage import rows
 from storage.sqlite import SqliteStore, Synchronous, configure
-from storage.sqlite_ledger import SqliteLedger
+from storage.sqlite_ledger import ALERT_STATE_SQL, SqliteLedger
 
 CHANNEL = "bench"
 ACTOR = "bench:runner"
@@ -139,6 +140,7 @@ SQL_CHANNEL_UPDATE = (
     + ", ".join(f"{c} = ?" for c in _CHANNEL_REST)
     + " WHERE id = ?"
 )
+SQL_ALERT = ALERT_STATE_SQL
 SQL_SAVE = "INSERT INTO operations (key, kind, outcome, created_at) VALUES (?, ?, ?, ?)"
 
 
@@ -179,6 +181,9 @@ class Raw:
             digest = hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
             conn.execute(SQL_TRANSFER, (tid, key, debit, credit, days, "allocation", ACTOR,
                                         "", to_us(now), None, digest))
+            alert = conn.execute(SQL_ALERT, (pid,)).fetchone()
+            if (alert[7] < alert[4]) != bool(alert[8]):
+                raise RuntimeError("the benchmark's balance should never cross the threshold")
             conn.execute(SQL_CHANNEL_UPDATE, (ch[2], key_name, until_us, *ch[5:], ch[0]))
             outcome = json.dumps(
                 {"active_until": until.isoformat(), "balance": balance - days,

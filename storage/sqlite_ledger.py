@@ -333,12 +333,7 @@ class SqliteLedger:
     # scheduler sweeps -------------------------------------------------------------
 
     def alert_state(self, partner_id: int) -> AlertState:
-        row = self._one(
-            f"SELECT {_ALERT_COLS} FROM partners p"
-            " JOIN accounts a ON a.code = 'partner:' || p.id"
-            " LEFT JOIN alert_state s ON s.partner_id = p.id WHERE p.id = ?",
-            (partner_id,),
-        )
+        row = self._one(ALERT_STATE_SQL, (partner_id,))
         if row is None:
             raise LookupError(partner_id)
         return _alert(row)
@@ -528,6 +523,13 @@ class SqliteLedger:
 _ALERT_COLS = (
     "p.id, p.name, p.currency, p.monthly_price, p.low_balance_days, p.billing_day,"
     " p.created_at, a.balance, coalesce(s.below, 0), coalesce(s.crossings, 0)"
+)
+
+
+ALERT_STATE_SQL = (
+    f"SELECT {_ALERT_COLS} FROM partners p"
+    " JOIN accounts a ON a.code = 'partner:' || p.id"
+    " LEFT JOIN alert_state s ON s.partner_id = p.id WHERE p.id = ?"
 )
 
 
