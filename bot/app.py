@@ -59,6 +59,21 @@ def file_base_url(api_base_url: str) -> str:
     return api_base_url.rstrip("/") + "/file/bot"
 
 
+class PartnerApplication(Application):  # type: ignore[type-arg]
+    """Runs the start-up step on `initialize()`.
+
+    python-telegram-bot calls `post_init` only from run_polling/run_webhook; partnerbot's
+    runner (and the tests) start the application step by step, so the bot username for
+    invite links and the default command menu were never set.
+    """
+
+    async def initialize(self) -> None:
+        fresh = not self._initialized
+        await super().initialize()
+        if fresh:
+            await _post_init(self)
+
+
 async def _post_init(app: Application) -> None:  # type: ignore[type-arg]
     deps = deps_of_app(app)
     deps.bot_username = app.bot.username
@@ -95,7 +110,7 @@ def build_application(
         .defaults(defaults)
         .rate_limiter(AIORateLimiter(max_retries=3))
         .concurrent_updates(PerUserOrder())
-        .post_init(_post_init)
+        .application_class(PartnerApplication)
         .build()
     )
     install(app.bot_data, BotDeps(billing=billing, support_ids=support_ids, tz=tz))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from bot.render import esc
+
 _INT = re.compile(r"^[+-]?\d{1,9}$")
 
 
@@ -31,7 +33,7 @@ def split_last(text: str, what: str) -> tuple[str, str]:
 
 def parse_days(token: str, *, signed: bool = False) -> int:
     if not _INT.match(token) or (not signed and token[0] in "+-"):
-        shown = token if len(token) <= 20 else token[:19] + "…"
+        shown = esc(token if len(token) <= 20 else token[:19] + "…")  # the reply is HTML
         raise Usage(f"“{shown}” is not a whole number of days.")
     return int(token)
 

@@ -35,18 +35,27 @@ def amount(minor: int, currency: str) -> str:
     return money.format_amount(minor, currency)
 
 
+def utf16_len(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units (an emoji is two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 def paginate(lines: Sequence[str], per_page: int = 20, budget: int = PAGE_BUDGET) -> list[str]:
-    """Split lines into pages of at most `per_page` lines and `budget` characters."""
+    """Split lines into pages of at most `per_page` lines and `budget` UTF-16 units.
+
+    Measured on the HTML source, which is never shorter than the text Telegram parses from it.
+    """
     pages: list[str] = []
     current: list[str] = []
     size = 0
     for line in lines:
-        cut = line if len(line) <= budget else line[: budget - 1] + "…"
-        if current and (len(current) >= per_page or size + len(cut) + 1 > budget):
+        cut = line if utf16_len(line) <= budget else line[: budget // 2 - 1] + "…"
+        width = utf16_len(cut)
+        if current and (len(current) >= per_page or size + width + 1 > budget):
             pages.append("\n".join(current))
             current, size = [], 0
         current.append(cut)
-        size += len(cut) + 1
+        size += width + 1
     if current or not pages:
         pages.append("\n".join(current))
     return pages

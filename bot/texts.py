@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.render import days, echo
+from bot.render import days, echo, esc
 from core.errors import (
     AlreadyLinked,
     BillingError,
@@ -38,6 +38,8 @@ PAYMENTS_OFF = (
 )
 BUTTON_EXPIRED = "This button has expired. Run the command again."
 BUSY = "I'm busy saving other changes. Please try again in a moment."
+# A domain reason may quote what the user typed (e.g. an amount): plain text, any length.
+MAX_REASON = 160
 
 
 def explain(exc: BillingError, *, hint: str = "") -> str:
@@ -46,7 +48,7 @@ def explain(exc: BillingError, *, hint: str = "") -> str:
         case InsufficientBalance(needed=needed, available=available):
             missing = needed - available
             return (
-                f"You have {days(available)}, this needs {days(needed)}: /topup {missing}"
+                f"You have {days(available)}, this needs {needed:,}: /topup {missing}"
             )
         case ChannelNotFound(name=name):
             return f"No channel named “{echo(name)}”. /channels lists yours."
@@ -67,7 +69,10 @@ def explain(exc: BillingError, *, hint: str = "") -> str:
         case AlreadyLinked():
             return "You are already linked to a partner account. /help shows what you can do."
         case InvalidInput(field=field, reason=reason):
-            text = f"{field.capitalize()} {reason}."
+            plain = f"{field.capitalize()} {reason}."
+            if len(plain) > MAX_REASON:
+                plain = plain[: MAX_REASON - 1] + "…"
+            text = esc(plain)  # replies are HTML
             return f"{text} {hint}" if hint else text
         case OrderNotFound() | OrderNotPayable():
             return "That order is not open for payment any more. /invoices lists yours."

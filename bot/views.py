@@ -8,7 +8,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot import callbacks
 from bot.callbacks import ListKind, Page
-from bot.render import amount, date, days, esc, paginate
+from bot.render import PAGE_BUDGET, amount, date, days, esc, paginate
 from core.model import Partner, Transfer, partner_account
 from core.queries import AccountSummary, ChannelView
 from core.service import BillingService
@@ -16,6 +16,11 @@ from core.service import BillingService
 View = tuple[str, InlineKeyboardMarkup | None]
 PER_PAGE = 20
 HISTORY_PAGE = 15
+
+
+def first_lines(lines: list[str], most: int, budget: int = PAGE_BUDGET) -> list[str]:
+    """The leading lines (at most `most`) that fit in `budget` UTF-16 units."""
+    return paginate(lines, per_page=most, budget=budget)[0].split("\n") if lines else []
 
 
 def pager(kind: ListKind, partner_id: int, page: int, pages: int) -> InlineKeyboardMarkup | None:
@@ -121,7 +126,11 @@ async def history_page(
     if not rows:
         return f"No movements on the balance of {esc(partner.name)} yet.", None
     names = await billing.channel_names(partner.id)
-    body = "\n".join(history_line(t, partner.id, names, tz) for t in rows)
+    # Reasons may be 200 emoji long: keep only the entries that fit one message.
+    shown = first_lines([history_line(t, partner.id, names, tz) for t in rows], HISTORY_PAGE)
+    more = more or len(shown) < len(rows)
+    rows = rows[: len(shown)]
+    body = "\n".join(shown)
     head = f"History of {esc(partner.name)}" + (" (older)" if before_id else " (newest first)")
     buttons = []
     if before_id:

@@ -11,6 +11,11 @@ from core import money
 
 ACCOUNT_CHANNELS = 10
 ACCOUNT_HISTORY = 8
+ACCOUNT_MEMBERS = 20
+# UTF-16 units per list in /account; the rest of the message stays under ~1,150.
+CHANNELS_BUDGET = 1200
+MEMBERS_BUDGET = 500
+HISTORY_BUDGET = 900
 
 
 @command("partners")
@@ -35,18 +40,29 @@ async def account(req: Request) -> None:
         "",
         f"Channels ({len(s.channels)}):",
     ]
-    lines += [views.channel_line(v, tz) for v in s.channels[:ACCOUNT_CHANNELS]]
-    if len(s.channels) > ACCOUNT_CHANNELS:
-        lines.append(f"… and {len(s.channels) - ACCOUNT_CHANNELS} more: /channels")
+    # One message holds it all: each list gets a share of Telegram's 4096 (UTF-16 units).
+    shown = views.first_lines(
+        [views.channel_line(v, tz) for v in s.channels], ACCOUNT_CHANNELS, CHANNELS_BUDGET
+    )
+    lines += shown
+    if len(s.channels) > len(shown):
+        lines.append(f"… and {len(s.channels) - len(shown)} more: /channels")
     lines += ["", f"Members ({len(s.members)}):"]
     blocked = " (unreachable: blocked the bot)"
-    lines += [
-        f"• {m.user_id}: {m.role.value}{blocked if m.unreachable else ''}" for m in s.members
-    ] or ["• none yet: share an invite link (/invite)"]
+    members = views.first_lines(
+        [f"• {m.user_id}: {m.role.value}{blocked if m.unreachable else ''}" for m in s.members],
+        ACCOUNT_MEMBERS, MEMBERS_BUDGET,
+    )
+    lines += members or ["• none yet: share an invite link (/invite)"]
+    if len(s.members) > len(members):
+        lines.append(f"… and {len(s.members) - len(members)} more")
     names = await billing.channel_names(partner.id)
     recent = await billing.history(partner.id, limit=ACCOUNT_HISTORY)
     lines += ["", "Recent ledger:"]
-    lines += [views.history_line(t, partner.id, names, tz) for t in recent] or ["• nothing yet"]
+    lines += views.first_lines(
+        [views.history_line(t, partner.id, names, tz) for t in recent],
+        ACCOUNT_HISTORY, HISTORY_BUDGET,
+    ) or ["• nothing yet"]
     orders = await billing.orders(partner.id)
     lines += ["", "Invoices and orders:"]
     lines += [
