@@ -21,7 +21,7 @@ from telegram.ext import (
 
 from bot import menus
 from bot.deps import BotDeps, deps_of, install
-from bot.handlers import buttons, common, errors, partner, support
+from bot.handlers import buttons, common, errors, partner, payments, support
 from bot.ordering import PerUserOrder
 from core.service import BillingService
 
@@ -35,11 +35,11 @@ COMMAND_HANDLERS = {
     "newchannel": partner.newchannel,
     "allocate": partner.allocate,
     "delete": partner.delete,
-    "topup": partner.topup,
+    "topup": payments.topup,
     "autorenew": partner.autorenew,
-    "subscribe": partner.subscribe,
+    "subscribe": payments.subscribe,
     "history": partner.history,
-    "invoices": partner.invoices,
+    "invoices": payments.invoices,
     "alerts": partner.alerts,
     "invite": partner.invite,
     "partners": support.partners,
@@ -47,7 +47,7 @@ COMMAND_HANDLERS = {
     "newpartner": support.newpartner,
     "credit": support.credit,
     "setprice": support.setprice,
-    "invoice": support.invoice,
+    "invoice": payments.invoice,
 }
 ALLOWED_UPDATES = ["message", "callback_query"]
 

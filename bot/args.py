@@ -6,7 +6,7 @@ import re
 
 from bot.render import esc
 
-_INT = re.compile(r"^[+-]?\d{1,9}$")
+_INT = re.compile(r"^[+-]?[0-9]{1,9}$")
 
 
 class Usage(Exception):
@@ -19,7 +19,7 @@ class Usage(Exception):
 
 def require(text: str, what: str) -> str:
     if not text:
-        raise Usage(f"{what} is missing.")
+        raise Usage(f"Missing {what}.")
     return text
 
 
@@ -27,7 +27,7 @@ def split_last(text: str, what: str) -> tuple[str, str]:
     """'my shop 30' -> ('my shop', '30'): names may contain spaces, the last word not."""
     head, _, last = text.rpartition(" ")
     if not head.strip() or not last:
-        raise Usage(f"{what} is missing.")
+        raise Usage(f"Missing {what}.")
     return head.strip(), last
 
 

@@ -12,11 +12,13 @@ from core.errors import (
     InsufficientBalance,
     InvalidInput,
     InviteInvalid,
+    NothingToInvoice,
     NotPermitted,
     OrderNotFound,
     OrderNotPayable,
     PartnerNameTaken,
     PartnerNotFound,
+    PaymentUnavailable,
     StoreBusy,
 )
 
@@ -76,6 +78,13 @@ def explain(exc: BillingError, *, hint: str = "") -> str:
             return f"{text} {hint}" if hint else text
         case OrderNotFound() | OrderNotPayable():
             return "That order is not open for payment any more. /invoices lists yours."
+        case NothingToInvoice():
+            return "No live channels, so there is nothing to invoice."
+        case PaymentUnavailable():
+            return (
+                "Stripe is not answering right now. Nothing was charged; "
+                "please try again in a few minutes."
+            )
         case NotPermitted():
             return UNKNOWN
         case StoreBusy():

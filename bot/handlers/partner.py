@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot import callbacks, texts, views
+from bot import callbacks, views
 from bot.args import Usage, parse_days, require, split_last
 from bot.callbacks import CancelDelete, ConfirmDelete
 from bot.guard import command
@@ -133,12 +133,3 @@ async def invite(req: Request) -> None:
         f"{made.expires_at.astimezone(req.deps.tz):%Y-%m-%d %H:%M}:\n"
         f"{req.deps.invite_link(made.code)}"
     )
-
-
-async def _payments_off(req: Request) -> None:
-    await req.reply(texts.PAYMENTS_OFF)
-
-
-topup = command("topup")(_payments_off)
-subscribe = command("subscribe")(_payments_off)
-invoices = command("invoices")(_payments_off)

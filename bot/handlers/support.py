@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from bot import texts, views
+from bot import views
 from bot.args import Usage, require, split_last, split_partner_days
 from bot.guard import command
 from bot.render import amount, date, days, esc
 from bot.request import Request
 from core import money
+from core.errors import InsufficientBalance
 
 ACCOUNT_CHANNELS = 10
 ACCOUNT_HISTORY = 8
@@ -96,7 +97,14 @@ async def credit(req: Request) -> None:
         raise Usage("REASON is required.")
     billing = req.deps.billing
     partner = await billing.resolve_partner(ref)
-    done = await billing.grant_days(partner.id, count, reason, req.actor, req.key)
+    try:
+        done = await billing.grant_days(partner.id, count, reason, req.actor, req.key)
+    except InsufficientBalance as exc:
+        await req.reply(
+            f"<b>{esc(partner.name)}</b> has {days(exc.available)}: removing "
+            f"{days(exc.needed)} would overdraw it. Nothing changed."
+        )
+        return
     verb = "Granted" if done.days > 0 else "Removed"
     await req.reply(
         f"{verb} {days(abs(done.days))} {'to' if done.days > 0 else 'from'} "
@@ -117,9 +125,3 @@ async def setprice(req: Request) -> None:
         f"{amount(updated.monthly_price, updated.currency)} per channel-month "
         f"(was {amount(partner.monthly_price, partner.currency)})."
     )
-
-
-@command("invoice")
-async def invoice(req: Request) -> None:
-    """Issue an invoice now (comes with payments)."""
-    await req.reply(texts.PAYMENTS_OFF)

@@ -56,8 +56,8 @@ def hint(reason: str, command: str) -> str:
 NOT_DAYS = "is not a whole number of days."
 CASES: list[tuple[str, str, str]] = [
     # /newchannel NAME
-    ("owner", "/newchannel", hint("NAME is missing.", "newchannel")),
-    ("owner", "/newchannel    ", hint("NAME is missing.", "newchannel")),
+    ("owner", "/newchannel", hint("Missing NAME.", "newchannel")),
+    ("owner", "/newchannel    ", hint("Missing NAME.", "newchannel")),
     ("owner", "/newchannel " + "x" * 65,
      hint("Name must be at most 64 characters.", "newchannel")),
     ("owner", "/newchannel " + "x" * KB10,
@@ -70,9 +70,9 @@ CASES: list[tuple[str, str, str]] = [
     ("owner", "/newchannel zero\u200bwidth",
      hint("Name must not contain control characters.", "newchannel")),
     # /allocate CHANNEL DAYS
-    ("owner", "/allocate", hint("CHANNEL and DAYS is missing.", "allocate")),
-    ("owner", "/allocate shop", hint("DAYS is missing.", "allocate")),
-    ("owner", "/allocate 30", hint("DAYS is missing.", "allocate")),
+    ("owner", "/allocate", hint("Missing CHANNEL and DAYS.", "allocate")),
+    ("owner", "/allocate shop", hint("Missing DAYS.", "allocate")),
+    ("owner", "/allocate 30", hint("Missing DAYS.", "allocate")),
     ("owner", "/allocate shop 0", hint("Days must be at least 1.", "allocate")),
     ("owner", "/allocate shop -5", hint(f"“-5” {NOT_DAYS}", "allocate")),
     ("owner", "/allocate shop +5", hint(f"“+5” {NOT_DAYS}", "allocate")),
@@ -92,22 +92,22 @@ CASES: list[tuple[str, str, str]] = [
     ("owner", "/allocate " + "x" * KB10 + " 5",
      f"No channel named “{X64}”. /channels lists yours."),
     # /delete CHANNEL
-    ("owner", "/delete", hint("CHANNEL is missing.", "delete")),
+    ("owner", "/delete", hint("Missing CHANNEL.", "delete")),
     ("owner", "/delete nosuch", "No channel named “nosuch”. /channels lists yours."),
     ("owner", "/delete <script>alert(1)</script>",
      "No channel named “<script>alert(1)</script>”. /channels lists yours."),
     ("owner", "/delete a & b", "No channel named “a & b”. /channels lists yours."),
     ("owner", "/delete " + "x" * KB10, f"No channel named “{X64}”. /channels lists yours."),
     # /autorenew CHANNEL on|off
-    ("owner", "/autorenew", hint("CHANNEL and on|off is missing.", "autorenew")),
-    ("owner", "/autorenew shop", hint("on|off is missing.", "autorenew")),
+    ("owner", "/autorenew", hint("Missing CHANNEL and on|off.", "autorenew")),
+    ("owner", "/autorenew shop", hint("Missing on|off.", "autorenew")),
     ("owner", "/autorenew shop maybe", hint("“maybe” is neither on nor off.", "autorenew")),
     ("owner", "/autorenew shop <b>on</b>", hint("“<b>on</b>” is neither on nor off.", "autorenew")),
     ("owner", "/autorenew shop " + "y" * KB10,
      hint(f"“{'y' * 63}…” is neither on nor off.", "autorenew")),
     ("owner", "/autorenew nosuch on", "No channel named “nosuch”. /channels lists yours."),
     # /alerts DAYS
-    ("owner", "/alerts", hint("DAYS is missing.", "alerts")),
+    ("owner", "/alerts", hint("Missing DAYS.", "alerts")),
     ("owner", "/alerts -1", hint(f"“-1” {NOT_DAYS}", "alerts")),
     ("owner", "/alerts abc", hint(f"“abc” {NOT_DAYS}", "alerts")),
     ("owner", "/alerts 100001", hint("Days must be between 0 and 100,000.", "alerts")),
@@ -127,7 +127,7 @@ CASES: list[tuple[str, str, str]] = [
     ("owner", "/frobnicate " + "z" * KB10,
      "I don't know that command. /help lists what you can do."),
     # support: /newpartner NAME
-    ("support", "/newpartner", hint("NAME is missing.", "newpartner")),
+    ("support", "/newpartner", hint("Missing NAME.", "newpartner")),
     ("support", "/newpartner 12345", hint("Name must not be only digits.", "newpartner")),
     ("support", "/newpartner acme", "A partner named “acme” already exists."),
     ("support", "/newpartner " + "p" * 65,
@@ -137,7 +137,7 @@ CASES: list[tuple[str, str, str]] = [
     ("support", "/newpartner bad\u0000name",
      hint("Name must not contain control characters.", "newpartner")),
     # support: /account PARTNER
-    ("support", "/account", hint("PARTNER is missing.", "account")),
+    ("support", "/account", hint("Missing PARTNER.", "account")),
     ("support", "/account 0", "No partner “0”. /partners lists them."),
     ("support", "/account -1", "No partner “-1”. /partners lists them."),
     ("support", "/account 999", "No partner “999”. /partners lists them."),
@@ -147,7 +147,7 @@ CASES: list[tuple[str, str, str]] = [
     ("support", "/account <b>Acme</b>", "No partner “<b>Acme</b>”. /partners lists them."),
     ("support", "/account " + "q" * KB10, f"No partner “{'q' * 63}…”. /partners lists them."),
     # support: /credit PARTNER DAYS REASON
-    ("support", "/credit", hint("PARTNER, DAYS and REASON is missing.", "credit")),
+    ("support", "/credit", hint("Missing PARTNER, DAYS and REASON.", "credit")),
     ("support", "/credit Acme", hint("PARTNER and DAYS are required.", "credit")),
     ("support", "/credit 5 goodwill", hint("PARTNER and DAYS are required.", "credit")),
     ("support", "/credit Acme 10", hint("REASON is required.", "credit")),
@@ -157,7 +157,8 @@ CASES: list[tuple[str, str, str]] = [
     ("support", "/credit Acme 9999999999 huge", hint("PARTNER and DAYS are required.", "credit")),
     ("support", "/credit Acme abc why", hint("PARTNER and DAYS are required.", "credit")),
     ("support", "/credit Acme 1.5 why", hint("PARTNER and DAYS are required.", "credit")),
-    ("support", "/credit Acme -13 too many", "You have 12 days, this needs 13: /topup 1"),
+    ("support", "/credit Acme -13 too many",
+     "Acme has 12 days: removing 13 days would overdraw it. Nothing changed."),
     ("support", "/credit Acme 10 " + "r" * 201,
      hint("Reason must be at most 200 characters.", "credit")),
     ("support", "/credit Acme 10 " + "r" * KB10,
@@ -165,8 +166,8 @@ CASES: list[tuple[str, str, str]] = [
     ("support", "/credit Nobody 10 why", "No partner “Nobody”. /partners lists them."),
     ("support", "/credit 999 10 why", "No partner “999”. /partners lists them."),
     # support: /setprice PARTNER AMOUNT
-    ("support", "/setprice", hint("PARTNER and AMOUNT is missing.", "setprice")),
-    ("support", "/setprice Acme", hint("AMOUNT is missing.", "setprice")),
+    ("support", "/setprice", hint("Missing PARTNER and AMOUNT.", "setprice")),
+    ("support", "/setprice Acme", hint("Missing AMOUNT.", "setprice")),
     ("support", "/setprice Acme 0", hint("Amount must be greater than zero.", "setprice")),
     ("support", "/setprice Acme 0.00", hint("Amount must be greater than zero.", "setprice")),
     ("support", "/setprice Acme -5",
