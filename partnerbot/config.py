@@ -424,6 +424,7 @@ class JobsSettings(BaseModel):
     expiry: Cron = Field(default="5 * * * *", description="Channel expiry warnings.")
     renew: Cron = Field(default="*/30 * * * *", description="Auto-renewal of channels.")
     reconcile: Cron = Field(default="*/10 * * * *", description="Stripe reconciliation.")
+    backup: Cron = Field(default="30 3 * * *", description="Scheduled database backup.")
     reminder_after_days: StrictishInt = Field(
         default=3, ge=1, le=60, description="Remind about an unpaid invoice after this."
     )
@@ -435,6 +436,18 @@ class JobsSettings(BaseModel):
     )
     reconcile_after_minutes: StrictishInt = Field(
         default=15, ge=1, le=24 * 60, description="Ask Stripe about orders open this long."
+    )
+
+
+class BackupSettings(BaseModel):
+    model_config = _SECTION
+
+    directory: Path = Field(
+        default=Path("backups"),
+        description="Where the scheduled backup job writes its copies (created if missing).",
+    )
+    keep_days: StrictishInt = Field(
+        default=14, ge=1, le=3650, description="Scheduled backups older than this are removed."
     )
 
 
@@ -499,6 +512,9 @@ class Settings(BaseSettings):
         default_factory=BillingSettings, description="Defaults of the billing rules."
     )
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
+    backup: BackupSettings = Field(
+        default_factory=BackupSettings, description="Scheduled backups."
+    )
     jobs: JobsSettings = Field(
         default_factory=JobsSettings, description="Schedules of the scheduled jobs."
     )

@@ -9,11 +9,12 @@ from datetime import timedelta
 from core import sweeps
 from core.errors import BillingError
 from core.jobs import run_invoices
+from partnerbot.backups import scheduled_backup
 from partnerbot.config import ConfigError
 from partnerbot.wiring import Services
 
 log = logging.getLogger("partnerbot.jobs")
-JOBS = ("invoices", "reminders", "alerts", "expiry", "renew", "reconcile")
+JOBS = ("invoices", "reminders", "alerts", "expiry", "renew", "reconcile", "backup")
 
 
 class JobFailed(Exception):
@@ -42,6 +43,11 @@ async def _work(name: str, svc: Services, period: str | None) -> tuple[bool, str
         return not done.failed, (
             f"reconcile: {done.checked} open orders checked with Stripe, {done.credited} "
             f"credited, {done.closed} closed, {done.failed} could not be checked"
+        )
+    if name == "backup":
+        return True, await scheduled_backup(
+            svc.store, svc.settings.backup.directory, clock.now(),
+            timedelta(days=svc.settings.backup.keep_days),
         )
     if name == "reminders":
         result = await sweeps.sweep_reminders(
