@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
@@ -23,6 +24,9 @@ class BotDeps:
     payments: PaymentService | None = None  # None: Stripe is not configured
     bot_username: str = ""  # filled in from getMe at start-up
     menus_set: set[int] = field(default_factory=set)  # users whose menu is current
+    # Metrics hooks (set by the runner): an update handled, by command; an unexpected error.
+    on_update: Callable[[str], None] = lambda command: None
+    on_error: Callable[[], None] = lambda: None
 
     def invite_link(self, code: str) -> str:
         return f"https://t.me/{self.bot_username}?start={code}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -14,6 +15,7 @@ from bot.deps import Context
 from bot.request import Request
 from core.errors import BillingError
 
+log = logging.getLogger("bot.commands")
 Handler = Callable[[Request], Awaitable[None]]
 Callback = Callable[[Update, Context], Coroutine[Any, Any, None]]
 
@@ -50,6 +52,12 @@ def command(name: str) -> Callable[[Handler], Callback]:
     def wrap(handler: Handler) -> Callback:
         async def callback(update: Update, context: Context) -> None:
             req = await Request.of(update, context)
+            req.deps.on_update(name)
+            log.info(
+                "/%s", name,
+                extra={"update_id": update.update_id, "user_id": req.user_id,
+                       "partner_id": req.partner_id()},
+            )
             await ensure_menu(req)
             refused = await refusal(req, audience)
             if refused is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, tzinfo
 
 from core.errors import InvalidInput, NothingToInvoice, PaymentUnavailable
+from core.model import OrderKind, OrderStatus
 from core.payments import PaymentService
 from core.ports import Clock, Store
 
@@ -60,27 +61,34 @@ async def run_invoices(
     explicit = period is not None
     run = InvoiceRun(check_period(period) if period else f"{today:%Y-%m}")
     year, month = (int(x) for x in run.period.split("-"))
-    partners = await store.read(lambda lg: [
-        (p, lg.find_invoice(p.id, run.period)) for p in lg.list_partners()
-    ])
+    partners, unlinked = await store.read(lambda lg: (
+        [(p, lg.find_invoice(p.id, run.period)) for p in lg.list_partners()],
+        [o for o in lg.list_orders(statuses=(OrderStatus.OPEN,))
+         if o.kind is OrderKind.INVOICE and o.url is None],
+    ))
+    # Links that failed before, whatever their period (or none: issued on request).
+    for order in unlinked:
+        try:
+            await payments.ensure_link(order)
+        except PaymentUnavailable:
+            if order.partner_id not in run.failed:
+                run.failed.append(order.partner_id)
     for partner, existing in partners:
         if existing is not None:
             run.already.append(partner.id)
-            if existing.url is None:  # a link that failed before: try again
-                try:
-                    await payments.ensure_link(existing)
-                except PaymentUnavailable:
-                    run.failed.append(partner.id)
             continue
         if not explicit and today < billing_date(year, month, partner.billing_day):
             run.not_due.append(partner.id)
             continue
         try:
-            await payments.issue_invoice(partner.id, "scheduler:invoices", period=run.period)
+            _, new = await payments.invoice_for_period(
+                partner.id, "scheduler:invoices", period=run.period
+            )
         except NothingToInvoice:
             run.no_channels.append(partner.id)
         except PaymentUnavailable:
-            run.failed.append(partner.id)
+            if partner.id not in run.failed:
+                run.failed.append(partner.id)
         else:
-            run.issued.append(partner.id)
+            (run.issued if new else run.already).append(partner.id)
     return run

@@ -42,12 +42,19 @@ def annual_price(monthly_price: int, discount_percent: int) -> int:
     return (2 * gross + 100) // 200
 
 
+def _invoice_label(order: PaymentOrder) -> str:
+    """What the payer reads on Stripe's page, the same on every attempt at a link."""
+    label = f"invoice {order.period}" if order.period else f"invoice {order.id}"
+    return f"{label}: {order.channels} channels x 30 days"
+
+
 @dataclass(frozen=True, slots=True)
 class Reconciled:
     checked: int = 0
     credited: int = 0
     closed: int = 0
     failed: int = 0
+    relinked: int = 0  # open invoices given a new payment link
 
 
 def apply_session(ledger: Ledger, now: datetime, state: SessionState, actor: str) -> str:
@@ -68,6 +75,17 @@ def apply_session(ledger: Ledger, now: datetime, state: SessionState, actor: str
     if state.failed:
         orders.close_order(ledger, now, order.id, OrderStatus.FAILED, actor)
         return "failed"
+    if state.status == "expired" and order.kind is OrderKind.INVOICE:
+        if order.status is not OrderStatus.OPEN:
+            return "already"
+        # An invoice stays payable for weeks (reminders, overdue: rule 6), a Checkout
+        # Session for 24 h at most: only the lapsed link goes; a new one is made for it.
+        ledger.update_order(replace(order, provider_ref=None, url=None))
+        ledger.record_event(
+            now, actor, "order.link_expired", order.partner_id,
+            f"order={order.id} session={state.provider_ref}",
+        )
+        return "link_expired"
     if state.status == "expired":
         closed = orders.close_order(ledger, now, order.id, OrderStatus.EXPIRED, actor)
         return "expired" if closed.status is OrderStatus.EXPIRED else "already"
@@ -136,7 +154,15 @@ def apply_period(
     channel = ledger.get_channel(channel_id)
     if days is None or channel is None or channel.partner_id != partner_id:
         return "unknown"
-    if channel.subscription_ref is None and channel.live:
+    if not channel.live:
+        # Deleted while Stripe still bills its subscription: a deleted channel holds no
+        # days (ledger invariant), so nothing is credited; the trace is for support.
+        ledger.record_event(
+            now, actor, "subscription.period_for_deleted_channel", partner_id,
+            f"channel={channel_id} subscription={subscription_ref} invoice={invoice_ref}",
+        )
+        return "channel_deleted"
+    if channel.subscription_ref is None:
         ledger.update_channel(replace(
             channel, billing=ChannelBilling.SUBSCRIPTION, subscription_ref=subscription_ref
         ))
@@ -202,9 +228,16 @@ class PaymentService:
             order, mode, description, self.clock.now() + self.session_ttl, interval
         )
         link = await self.gateway.create_checkout(request)
-        return await self.store.write(
-            lambda lg: orders.attach_payment_link(lg, order.id, link.provider_ref, link.url)
-        )
+
+        def attach(ledger: Ledger) -> PaymentOrder:
+            current = orders.get_order(ledger, order.id)
+            if current.provider_ref is not None:
+                # Another attempt (a concurrent run) linked it first: keep that link, the
+                # one people may already have; this session is never shown and expires.
+                return current
+            return orders.attach_payment_link(ledger, order.id, link.provider_ref, link.url)
+
+        return await self.store.write(attach)
 
     async def _cancel(self, order: PaymentOrder) -> None:
         now = self.clock.now()
@@ -237,6 +270,21 @@ class PaymentService:
         Without channel_count, N is the partner's live channels. If the link cannot be
         made now, the invoice stays open without one and a later run makes it.
         """
+        order, _ = await self.invoice_for_period(
+            partner_id, actor, channel_count=channel_count, period=period
+        )
+        return order
+
+    async def invoice_for_period(
+        self,
+        partner_id: int,
+        actor: str,
+        *,
+        channel_count: int | None = None,
+        period: str | None = None,
+    ) -> tuple[PaymentOrder, bool]:
+        """issue_invoice, also telling whether this call made the invoice (True) or found
+        the one already made for the period (False)."""
         now = self.clock.now()
 
         def work(ledger: Ledger) -> tuple[PaymentOrder, bool]:
@@ -260,19 +308,15 @@ class PaymentService:
 
         order, new = await self.store.write(work)
         if order.url is None and order.status is OrderStatus.OPEN:
-            label = f"invoice {order.period}" if order.period else "invoice"
             try:
-                order = await self._link(
-                    order, CheckoutMode.PAYMENT,
-                    f"{label}: {order.channels} channels x 30 days",
-                )
+                order = await self._link(order, CheckoutMode.PAYMENT, _invoice_label(order))
             except PaymentUnavailable:
                 if new:
                     await self._notice_invoice(order)
                 raise
         if new:
             await self._notice_invoice(order)
-        return order
+        return order, new
 
     async def _notice_invoice(self, order: PaymentOrder) -> None:
         now = self.clock.now()
@@ -287,7 +331,7 @@ class PaymentService:
         """An open invoice whose link could not be made before: try again."""
         if order.url is not None or order.status is not OrderStatus.OPEN:
             return order
-        return await self._link(order, CheckoutMode.PAYMENT, f"invoice {order.id}")
+        return await self._link(order, CheckoutMode.PAYMENT, _invoice_label(order))
 
     async def start_subscription(
         self, partner_id: int, channel_name: str, interval: str, actor: str
@@ -332,20 +376,30 @@ class PaymentService:
         pending = await self.store.read(lambda lg: [
             o for o in lg.list_orders(statuses=(OrderStatus.OPEN,)) if o.created_at <= cutoff
         ])
-        checked = credited = closed = failed = 0
-        for order in pending:
-            if order.provider_ref is None:
-                if order.kind is not OrderKind.INVOICE:
-                    await self._cancel(order)  # a crash between the order and its link
-                    closed += 1
+        checked = credited = closed = failed = relinked = 0
+        for found in pending:
+            order = found
+            if order.provider_ref is not None:
+                try:
+                    state = await self.gateway.session_state(order.provider_ref)
+                except PaymentUnavailable:
+                    failed += 1
+                    continue
+                checked += 1
+                result = await self.apply(state, actor)
+                credited += result in ("credited", "subscribed")
+                closed += result in ("expired", "failed")
+                if result != "link_expired":
+                    continue
+                order = replace(order, provider_ref=None, url=None)
+            if order.kind is not OrderKind.INVOICE:
+                await self._cancel(order)  # a crash between the order and its link
+                closed += 1
                 continue
-            try:
-                state = await self.gateway.session_state(order.provider_ref)
+            try:  # an invoice whose link failed or lapsed: a new one
+                await self.ensure_link(order)
             except PaymentUnavailable:
                 failed += 1
-                continue
-            checked += 1
-            result = await self.apply(state, actor)
-            credited += result in ("credited", "subscribed")
-            closed += result in ("expired", "failed")
-        return Reconciled(checked, credited, closed, failed)
+            else:
+                relinked += 1
+        return Reconciled(checked, credited, closed, failed, relinked)

@@ -42,7 +42,8 @@ async def _work(name: str, svc: Services, period: str | None) -> tuple[bool, str
         done = await svc.payments.reconcile(timedelta(minutes=jobs.reconcile_after_minutes))
         return not done.failed, (
             f"reconcile: {done.checked} open orders checked with Stripe, {done.credited} "
-            f"credited, {done.closed} closed, {done.failed} could not be checked"
+            f"credited, {done.closed} closed, {done.relinked} invoices given a new link, "
+            f"{done.failed} could not be checked"
         )
     if name == "backup":
         return True, await scheduled_backup(

@@ -6,6 +6,8 @@ PaymentUnavailable, with a reason that names no secret.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from typing import Any
 
@@ -27,6 +29,14 @@ def _reason(exc: stripe.StripeError) -> str:
         return "Stripe is rate limiting us"
     status = getattr(exc, "http_status", None)
     return f"Stripe answered {status or 'an error'}"
+
+
+def idempotency_key(order_id: int, params: dict[str, Any]) -> str:
+    """The same request for the same order gets the same session back (retries, a lost
+    answer). A later attempt at a link asks for something else (a new `expires_at`), and
+    Stripe refuses a key reused with other parameters, so the parameters are in the key."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:24]
+    return f"partnerbot-order-{order_id}-checkout-{digest}"
 
 
 class StripeGateway:
@@ -87,8 +97,7 @@ class StripeGateway:
         try:
             session = await self.client.v1.checkout.sessions.create_async(
                 params=params,  # type: ignore[arg-type]
-                # Asking again for the same order returns the same session.
-                options={"idempotency_key": f"partnerbot-order-{request.order.id}-checkout"},
+                options={"idempotency_key": idempotency_key(request.order.id, params)},
             )
         except stripe.StripeError as exc:
             log.warning("checkout for order %s failed: %s", request.order.id, _reason(exc))

@@ -70,7 +70,7 @@ class StripeWebhook:
     async def handle(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > MAX_BODY:
             return _answer(400, "body too large")
-        payload = await request.content.read(MAX_BODY + 1)
+        payload = await _read_body(request)
         if len(payload) > MAX_BODY:
             return _answer(400, "body too large")
         try:
@@ -130,6 +130,18 @@ class StripeWebhook:
         )
 
 
+async def _read_body(request: web.Request) -> bytes:
+    """The whole body, or MAX_BODY + 1 bytes of it: `read(n)` returns what has arrived so
+    far, and TCP may deliver a body in several pieces."""
+    body = bytearray()
+    while len(body) <= MAX_BODY:
+        chunk = await request.content.read(MAX_BODY + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
 def _answer(status: int, message: str, **extra: str) -> web.Response:
     return web.json_response({"status": message, **extra}, status=status)
 
@@ -138,7 +150,11 @@ def build_http_app(
     webhook: StripeWebhook | None, healthy: Callable[[], Awaitable[dict[str, bool]]]
 ) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
-        checks = await healthy()
+        try:
+            checks = await healthy()
+        except Exception:  # a check that cannot even answer is a failing check
+            log.exception("health check failed")
+            return web.json_response({"health": "failing"}, status=503)
         ok = all(checks.values())
         body = {k: "ok" if v else "failing" for k, v in checks.items()}
         return web.json_response(body, status=200 if ok else 503)

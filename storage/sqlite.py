@@ -122,9 +122,47 @@ class SqliteStore:
         """True when the database answers a query (for /healthz)."""
         try:
             row = await self._run(lambda: self._raw.execute("SELECT 1").fetchone())
-        except BillingError:
+        except (BillingError, ValueError):  # aiosqlite: ValueError once closed
             return False
         return bool(row and row[0] == 1)
+
+    async def stats(self, now_us: int) -> dict[str, Any]:
+        """Figures for /metrics, read in one snapshot (cheap: indexed aggregates)."""
+
+        def read() -> dict[str, Any]:
+            c = self._raw
+            paid = c.execute(
+                "SELECT count(*), coalesce(sum(days), 0) FROM transfers WHERE kind = 'purchase'"
+            ).fetchone()
+            pending = c.execute(
+                "SELECT count(*), min(n.created_at) FROM deliveries d"
+                " JOIN notices n ON n.id = d.notice_id WHERE d.status = 'pending'"
+            ).fetchone()
+            unexpanded = c.execute(
+                "SELECT count(*), min(created_at) FROM notices WHERE expanded = 0"
+            ).fetchone()
+            oldest = min((v for v in (pending[1], unexpanded[1]) if v is not None), default=None)
+            jobs = c.execute(
+                "SELECT job, max(CASE WHEN ok = 1 THEN finished_at END),"
+                " (SELECT finished_at - started_at FROM job_runs r2 WHERE r2.job = r.job"
+                "  AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1),"
+                " (SELECT ok FROM job_runs r3 WHERE r3.job = r.job"
+                "  AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1)"
+                " FROM job_runs r GROUP BY job"
+            ).fetchall()
+            unreachable = c.execute(
+                "SELECT count(*) FROM members WHERE unreachable = 1"
+            ).fetchone()[0]
+            return {
+                "payments": paid[0],
+                "days_credited": paid[1],
+                "outbox_depth": pending[0] + unexpanded[0],
+                "outbox_oldest_us": None if oldest is None else now_us - oldest,
+                "jobs": [tuple(j) for j in jobs],
+                "unreachable": unreachable,
+            }
+
+        return await self._run(lambda: _transaction(self._raw, "BEGIN", read))
 
     async def backup(self, destination: Path | str) -> Path:
         """A consistent online copy, written beside the target then renamed into place."""

@@ -84,6 +84,7 @@ async def on_button(update: Update, context: Context) -> None:
     query = update.callback_query
     assert query is not None
     req = await Request.of(update, context)
+    req.deps.on_update("button")
     if not req.private:
         # The bot makes buttons only in private chats; data on a group message is forged
         # (clients choose callback_data) and must not show lists or balances there.

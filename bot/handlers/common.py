@@ -58,6 +58,7 @@ async def help_(req: Request) -> None:
 async def unknown(update: Update, context: Context) -> None:
     """A command no handler took."""
     req = await Request.of(update, context)
+    req.deps.on_update("unknown")
     await req.reply(texts.UNKNOWN)
 
 

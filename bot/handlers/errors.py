@@ -8,7 +8,7 @@ import secrets
 from telegram import Update
 from telegram.error import TelegramError
 
-from bot.deps import Context
+from bot.deps import Context, deps_of
 
 log = logging.getLogger("bot.errors")
 
@@ -23,6 +23,7 @@ async def on_error(update: object, context: Context) -> None:
             extra["user_id"] = update.effective_user.id
     # The token may sit in a URL inside the exception: the log filter scrubs it.
     log.error("unhandled error in an update", exc_info=context.error, extra=extra)
+    deps_of(context).on_error()
     if not isinstance(update, Update) or update.effective_chat is None:
         return
     try:

@@ -1,0 +1,98 @@
+"""Prometheus metrics (the official client), served at GET /metrics.
+
+Counts of what happens in this process (updates by command, errors, webhooks) are plain
+counters; figures that must survive restarts and include other processes (payments
+fulfilled, days credited, the outbox, job runs) are read from the database at scrape
+time, so they are right even after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from storage.rows import to_us
+from storage.sqlite import SqliteStore
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_US = 1_000_000
+
+
+class _StoreFigures(Collector):
+    def __init__(self) -> None:
+        self.latest: dict[str, Any] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.latest
+        if not s:
+            return
+        yield CounterMetricFamily(
+            "partnerbot_payments_fulfilled", "Paid orders whose days were credited",
+            value=s["payments"],
+        )
+        yield CounterMetricFamily(
+            "partnerbot_days_credited", "Days credited by paid orders", value=s["days_credited"]
+        )
+        yield GaugeMetricFamily(
+            "partnerbot_outbox_depth", "Notices and deliveries waiting to be sent",
+            value=s["outbox_depth"],
+        )
+        oldest = s["outbox_oldest_us"]
+        yield GaugeMetricFamily(
+            "partnerbot_outbox_oldest_age_seconds",
+            "Age of the oldest notice still waiting (0 when none)",
+            value=0 if oldest is None else oldest / _US,
+        )
+        yield GaugeMetricFamily(
+            "partnerbot_members_unreachable", "Members who blocked the bot",
+            value=s["unreachable"],
+        )
+        success = GaugeMetricFamily(
+            "partnerbot_job_last_success_timestamp_seconds",
+            "When each job last finished successfully (Unix time)", labels=["job"],
+        )
+        duration = GaugeMetricFamily(
+            "partnerbot_job_last_duration_seconds", "How long each job's last run took",
+            labels=["job"],
+        )
+        ok = GaugeMetricFamily(
+            "partnerbot_job_last_run_ok", "1 if the job's last run did all its work",
+            labels=["job"],
+        )
+        for job, last_ok, took, last_run_ok in s["jobs"]:
+            if last_ok is not None:
+                success.add_metric([job], last_ok / _US)
+            if took is not None:
+                duration.add_metric([job], took / _US)
+            if last_run_ok is not None:
+                ok.add_metric([job], last_run_ok)
+        yield success
+        yield duration
+        yield ok
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.updates = Counter(
+            "partnerbot_updates", "Telegram updates handled, by command", ["command"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "partnerbot_errors", "Unexpected errors while handling updates",
+            registry=self.registry,
+        )
+        self.webhooks = Counter(
+            "partnerbot_webhooks", "Stripe webhooks received, by outcome", ["result"],
+            registry=self.registry,
+        )
+        self._figures = _StoreFigures()
+        self.registry.register(self._figures)
+
+    async def render(self, store: SqliteStore, now: Any) -> bytes:
+        self._figures.latest = await store.stats(to_us(now))
+        return generate_latest(self.registry)
