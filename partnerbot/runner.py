@@ -4,9 +4,12 @@ the notice dispatcher and the job scheduler, in one event loop until SIGINT or S
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 
+from aiohttp import web
+from aiohttp.typedefs import Handler
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application
@@ -14,6 +17,7 @@ from telegram.ext import Application
 from bot.app import ALLOWED_UPDATES, build_application, deps_of_app
 from bot.outbox import Dispatcher
 from partnerbot.config import Settings
+from partnerbot.metrics import CONTENT_TYPE, Metrics
 from partnerbot.scheduler import build_scheduler
 from partnerbot.wiring import Services
 from payments.webhook import HttpServer, StripeWebhook, build_http_app
@@ -26,7 +30,10 @@ class StartupError(Exception):
 
 
 def http_server(
-    settings: Settings, services: Services, app: Application  # type: ignore[type-arg]
+    settings: Settings,
+    services: Services,
+    app: Application,  # type: ignore[type-arg]
+    metrics: Metrics,
 ) -> HttpServer:
     webhook = None
     if services.payments is not None and settings.stripe.webhook_secret is not None:
@@ -42,7 +49,26 @@ def http_server(
             "bot": app.running and updater is not None and updater.running,
         }
 
-    return HttpServer(build_http_app(webhook, healthy), settings.server.host, settings.server.port)
+    http = build_http_app(webhook, healthy)
+
+    async def serve_metrics(request: web.Request) -> web.Response:
+        body = await metrics.render(services.store, services.billing.clock.now())
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    @web.middleware
+    async def count_webhooks(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        if request.path == "/stripe/webhook" and isinstance(response, web.Response):
+            try:
+                answer = json.loads(response.body or b"{}")  # type: ignore[arg-type]
+            except ValueError:
+                answer = {}
+            metrics.webhooks.labels(result=answer.get("result") or answer.get("status", "?")).inc()
+        return response
+
+    http.router.add_get("/metrics", serve_metrics)
+    http.middlewares.append(count_webhooks)
+    return HttpServer(http, settings.server.host, settings.server.port)
 
 
 class Runtime:
@@ -59,8 +85,12 @@ class Runtime:
             support_ids=frozenset(settings.access.support_user_ids),
             tz=settings.telegram.tzinfo,
         )
-        deps_of_app(self.app).payments = services.payments
-        self.server = http_server(settings, services, self.app)
+        self.metrics = Metrics()
+        deps = deps_of_app(self.app)
+        deps.payments = services.payments
+        deps.on_update = lambda command: self.metrics.updates.labels(command=command).inc()
+        deps.on_error = self.metrics.errors.inc
+        self.server = http_server(settings, services, self.app, self.metrics)
         self.dispatcher = Dispatcher(
             self.app.bot, services.store, services.billing.clock, settings.telegram.tzinfo,
             settings.access.support_user_ids,
