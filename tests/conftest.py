@@ -1,0 +1,80 @@
+"""Fixtures shared by every test layer: a clock that moves only when told, the two stores
+(the in-memory fake and a real SQLite file) and the billing service over either."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from core.policy import BillingPolicy
+from core.ports import Store
+from core.service import BillingService
+from storage.memory import MemoryStore
+from storage.sqlite import SqliteStore
+
+# A Monday in the middle of a month, well away from month ends and DST changes.
+START = datetime(2030, 1, 14, 9, 30, tzinfo=UTC)
+
+
+class FakeClock:
+    """core.ports.Clock that stands still until a test moves it."""
+
+    def __init__(self, start: datetime = START) -> None:
+        self._now = self._aware(start)
+
+    @staticmethod
+    def _aware(instant: datetime) -> datetime:
+        if instant.tzinfo is None:
+            raise ValueError("FakeClock needs an aware datetime")
+        return instant
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Move forward (or back, with a negative delta); returns the new instant."""
+        self._now += delta
+        return self._now
+
+    def set(self, instant: datetime) -> None:
+        self._now = self._aware(instant)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def policy() -> BillingPolicy:
+    return BillingPolicy()
+
+
+@pytest.fixture
+def memory_store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A real database file under tmp_path, closed after the test."""
+    store = await SqliteStore.open(tmp_path / "partnerbot.db")
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest) -> Store:
+    """Each test that takes `store` runs once per implementation of core.ports.Store."""
+    chosen: Store = request.getfixturevalue(f"{request.param}_store")
+    return chosen
+
+
+@pytest.fixture
+def billing(store: Store, clock: FakeClock, policy: BillingPolicy) -> BillingService:
+    return BillingService(store, clock, policy)
