@@ -115,6 +115,9 @@ class MemoryLedger:
         return sorted(self.s.partners.values(), key=lambda p: p.id)
 
     def update_partner(self, partner: Partner) -> None:
+        other = self.find_partner_by_name(partner.name)
+        if other is not None and other.id != partner.id:
+            _fail("UNIQUE constraint failed: partners.name_key")
         self.s.partners[partner.id] = partner
 
     def save_member(self, member: Member) -> None:
@@ -189,6 +192,15 @@ class MemoryLedger:
         ]
 
     def update_channel(self, channel: Channel) -> None:
+        if channel.subscription_ref is not None and any(
+            c.subscription_ref == channel.subscription_ref and c.id != channel.id
+            for c in self.s.channels.values()
+        ):
+            _fail("UNIQUE constraint failed: channels.subscription_ref")
+        if channel.live:
+            twin = self.find_live_channel(channel.partner_id, channel.name)
+            if twin is not None and twin.id != channel.id:
+                _fail("UNIQUE constraint failed: channels.partner_id, channels.name_key")
         self.s.channels[channel.id] = channel
 
     def balance(self, account: str) -> int:
@@ -338,6 +350,8 @@ class MemoryLedger:
     def add_notice(
         self, key: str, partner_id: int | None, kind: str, payload: str, at: datetime
     ) -> bool:
+        if partner_id is not None and partner_id not in self.s.partners:
+            _fail("FOREIGN KEY constraint failed")
         if any(n.key == key for n, _ in self.s.notices):
             return False
         notice = Notice(len(self.s.notices) + 1, key, partner_id, kind, payload, at)

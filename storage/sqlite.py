@@ -203,5 +203,9 @@ class SqliteStore:
     async def close(self) -> None:
         try:
             await self._run(lambda: self._raw.execute("PRAGMA optimize"))
+        except StorageError as exc:
+            # Best effort: optimize does not wait for another process's write lock, and
+            # everything of ours is committed already.
+            log.debug("skipped PRAGMA optimize on close: %s", exc)
         finally:
             await self._conn.close()
