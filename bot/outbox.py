@@ -3,8 +3,17 @@
 Notices sit in the database from the moment the change that caused them committed; this
 loop turns them into deliveries and sends each once. A delivery is marked sent only
 after Telegram accepted it, so a crash in between may send one message twice, never
-lose one. Flood limits are python-telegram-bot's AIORateLimiter's job; a user who
-blocked the bot (403) is marked unreachable; network trouble is retried with backoff.
+lose one; `stop()` lets the round in hand finish (for a while) so a clean restart sends
+nothing twice.
+
+Telegram's flood limits: the dispatcher paces itself below the overall limit (leaving
+room for the bot's answers to people) and sends at most one message a second to a
+chat; python-telegram-bot's AIORateLimiter is the backstop. A 429 that still comes
+back is honoured: nothing is sent until its `retry_after` has passed, and the message
+is tried again then (a 429 never makes a message give up). A user who blocked the bot
+(403) is marked unreachable and the message is not retried; network trouble and 5xx
+are retried with exponential backoff for up to GIVE_UP_AFTER. Backoff and retry
+instants are on the store's clock (the tests' FakeClock moves them).
 """
 
 from __future__ import annotations
@@ -12,24 +21,51 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, tzinfo
 
 from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
 from bot.notices import render
+from core.days import utc
 from core.model import Delivery
 from core.partners import set_member_reachable
 from core.ports import Clock, Store
 
 log = logging.getLogger(__name__)
 BATCH = 50
-MAX_ATTEMPTS = 8
+LOOKAHEAD = 4  # due deliveries read per round, in batches: room to skip busy chats
+PER_SECOND = 28  # of Telegram's ~30 messages/s overall; the rest is for answers
+PER_CHAT_INTERVAL = 1.0  # seconds between two messages to one chat
+GIVE_UP_AFTER = timedelta(days=2)  # transient errors: retried until the notice is this old
+STOP_GRACE = 5.0  # seconds stop() lets the round in hand finish
 
 
 def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(5 * 2**attempts, 3600))
+
+
+class _Pace:
+    """Sends spaced evenly at `per_second` (real time), not in bursts.
+
+    Telegram counts messages per second as they arrive; a burst that leaves together
+    arrives spread out by connection set-up and scheduling, and the next second's burst
+    then lands in the same window. Evenly spaced sends keep every window under the limit.
+    """
+
+    def __init__(self, per_second: int, monotonic: Callable[[], float]) -> None:
+        self.gap = 1.0 / per_second
+        self.monotonic = monotonic
+        self.next_at = 0.0
+
+    async def slot(self) -> None:
+        now = self.monotonic()
+        at = max(now, self.next_at)
+        self.next_at = at + self.gap
+        if at > now:
+            await asyncio.sleep(at - now)
 
 
 class Dispatcher:
@@ -42,18 +78,29 @@ class Dispatcher:
         support_ids: Sequence[int],
         *,
         interval: float = 1.0,
+        per_second: int = PER_SECOND,
+        per_chat_interval: float = PER_CHAT_INTERVAL,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bot, self.store, self.clock, self.tz = bot, store, clock, tz
         self.support_ids = list(support_ids)
         self.interval = interval
+        self.per_chat_interval = per_chat_interval
+        self.monotonic = monotonic
         self.wake = asyncio.Event()
+        self._pace = _Pace(per_second, monotonic)
+        self._last_to: dict[int, float] = {}  # chat -> monotonic time of the last send
+        self._paused_until: datetime | None = None  # a 429's retry_after, on self.clock
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def _send(self, delivery: Delivery) -> None:
-        now = self.clock.now()
+        await self._pace.slot()
+        self._last_to[delivery.user_id] = self.monotonic()
         try:
             await self.bot.send_message(delivery.user_id, render(delivery.notice, self.tz))
         except Forbidden as exc:
+            now = self.clock.now()
             await self._finish(delivery, sent=False, error=f"forbidden: {exc.message}")
             await self.store.write(lambda lg: set_member_reachable(
                 lg, now, delivery.user_id, False, "system:outbox"
@@ -63,8 +110,18 @@ class Dispatcher:
             # Not going to work on a retry (e.g. chat not found): give up on it.
             await self._finish(delivery, sent=False, error=f"bad request: {exc.message}")
             return
-        except (RetryAfter, NetworkError, TelegramError) as exc:
-            if delivery.attempts + 1 >= MAX_ATTEMPTS:
+        except RetryAfter as exc:
+            # Flood control: honour retry_after for every chat, and try this one again then.
+            wait = exc.retry_after
+            seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+            retry = self.clock.now() + timedelta(seconds=max(seconds, 1.0))
+            if self._paused_until is None or retry > self._paused_until:
+                self._paused_until = retry
+            await self._finish(delivery, sent=False, error=str(exc), retry_at=retry)
+            return
+        except (NetworkError, TelegramError) as exc:
+            now = self.clock.now()
+            if utc(now) - utc(delivery.notice.created_at) >= GIVE_UP_AFTER:
                 await self._finish(delivery, sent=False, error=f"gave up: {exc}")
             else:
                 retry = now + backoff(delivery.attempts)
@@ -81,35 +138,70 @@ class Dispatcher:
             delivery.id, sent=sent, at=now, error=error, retry_at=retry_at
         ))
 
+    def _pick(self, due: list[Delivery]) -> list[Delivery]:
+        """At most BATCH, one per chat, none to a chat written to less than a second ago."""
+        now = self.monotonic()
+        chosen: list[Delivery] = []
+        chats: set[int] = set()
+        for d in due:
+            last = self._last_to.get(d.user_id)
+            if d.user_id in chats or (last is not None and now - last < self.per_chat_interval):
+                continue
+            chats.add(d.user_id)
+            chosen.append(d)
+            if len(chosen) == BATCH:
+                break
+        if len(self._last_to) > 10 * BATCH * LOOKAHEAD:  # forget chats long quiet
+            self._last_to = {
+                k: v for k, v in self._last_to.items() if now - v < self.per_chat_interval
+            }
+        return chosen
+
     async def run_once(self) -> int:
         """Expand new notices and send what is due; returns deliveries attempted."""
         now = self.clock.now()
         await self.store.write(lambda lg: lg.expand_notices(self.support_ids, now))
-        due = await self.store.read(lambda lg: lg.due_deliveries(now, BATCH))
-        # Different chats in parallel; the rate limiter keeps us within Telegram's limits.
-        await asyncio.gather(*(self._send(d) for d in due))
-        return len(due)
+        if self._paused_until is not None:
+            if now < self._paused_until:
+                return 0
+            self._paused_until = None
+        due = await self.store.read(lambda lg: lg.due_deliveries(now, BATCH * LOOKAHEAD))
+        chosen = self._pick(due)
+        # Different chats in parallel, paced within Telegram's limits.
+        await asyncio.gather(*(self._send(d) for d in chosen))
+        return len(chosen)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 sent = await self.run_once()
             except Exception:
                 log.exception("outbox: a round failed; trying again")
                 sent = 0
+            if self._stopping.is_set():
+                break
             if sent >= BATCH:
                 continue
+            # Chats skipped for pacing are due again within a second.
+            wait = min(self.interval, self.per_chat_interval) if sent else self.interval
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.interval)
+                await asyncio.wait_for(self.wake.wait(), wait)
             self.wake.clear()
 
     def start(self) -> None:
+        self._stopping = asyncio.Event()
         self._task = asyncio.create_task(self._loop(), name="outbox")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Let the round in hand finish (up to `grace` seconds), then stop the loop."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping.set()
+        self.wake.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -6,14 +6,21 @@ chosen partner); support commands need a support id and otherwise read as unknow
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, replace
 
-from telegram import InlineKeyboardMarkup, Message, Update
+from telegram import InlineKeyboardMarkup, Message, MessageEntity, Update
+from telegram.error import BadRequest, NetworkError
 
 from bot.deps import BotDeps, Context, deps_of
 from core.model import Member, Role
 
 SELECTED = "partner_id"  # user_data key: the partner a support agent acts on
+# Pauses between attempts at an answer while Telegram fails (5xx, a dropped connection,
+# a timeout). The work is done by then: without the answer the error handler would ask
+# the user to try again, and a retried /allocate allocates twice. After a timeout
+# Telegram may have delivered the answer already; the same answer twice is the lesser harm.
+REPLY_RETRY_PAUSES = (0.5, 1.0, 2.0)
 
 
 @dataclass
@@ -31,6 +38,11 @@ class Request:
         user = update.effective_user
         assert user is not None  # handlers are registered for user updates only
         member = await deps.billing.member(user.id)
+        chat = update.effective_chat
+        if member is not None and member.unreachable and chat is not None and chat.id == user.id:
+            # Writing to the bot in private means they unblocked it: notices reach them again.
+            await deps.billing.set_member_reachable(user.id, True, f"user:{user.id}")
+            member = replace(member, unreachable=False)
         return cls(update, context, deps, user.id, member, user.id in deps.support_ids)
 
     @property
@@ -55,8 +67,21 @@ class Request:
         """Everything after the command word (names may contain spaces)."""
         message = self.update.effective_message
         text = (message.text or "") if message else ""
-        _, _, rest = text.partition(" ")
-        return rest.strip() if text.startswith("/") else text.strip()
+        if message is None or not text.startswith("/"):
+            return text.strip()
+        # The command is what Telegram marked as one (ASCII, so UTF-16 offsets are string
+        # offsets): "/newchannel\nshop berlin" or "/newchannel:x y" must not lose or keep
+        # a word depending on where the first plain space happens to be.
+        command = next(
+            (e for e in message.entities
+             if e.type == MessageEntity.BOT_COMMAND and e.offset == 0),
+            None,
+        )
+        if command is None:
+            _, _, rest = text.partition(" ")
+        else:
+            rest = text[command.length:]
+        return rest.strip()
 
     def partner_id(self) -> int | None:
         """The partner this request acts on: support's choice, else the member's own."""
@@ -76,5 +101,12 @@ class Request:
     async def reply(self, text: str, markup: InlineKeyboardMarkup | None = None) -> Message:
         message = self.update.effective_message
         assert message is not None
-        # Parse mode, quoting and link previews come from the application's Defaults.
+        for pause in REPLY_RETRY_PAUSES:
+            try:
+                # Parse mode, quoting and link previews come from the application's Defaults.
+                return await message.reply_text(text, reply_markup=markup)
+            except BadRequest:
+                raise  # the answer itself is wrong: sending it again changes nothing
+            except NetworkError:
+                await asyncio.sleep(pause)
         return await message.reply_text(text, reply_markup=markup)

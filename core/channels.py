@@ -80,12 +80,13 @@ def allocate_days(
         if days > balance:
             raise InsufficientBalance(needed=days, available=balance)
         until = extended_until(channel.active_until, now, days)
+        # The channel first: a low-balance alert raised by the move counts it in the runway.
+        ledger.update_channel(replace(channel, active_until=until))
         transfer = move(
             ledger, key=key, debit=partner_account(partner_id),
             credit=channel_account(channel.id), days=days, kind=TransferKind.ALLOCATION,
             actor=actor, at=now,
         )
-        ledger.update_channel(replace(channel, active_until=until))
         return DaysAllocated(
             partner_id, channel.id, channel.name, days, balance - days, until, transfer.id
         )
@@ -177,12 +178,13 @@ def renew_channel(
         if days > balance:
             raise InsufficientBalance(needed=days, available=balance)
         new_until = extended_until(until, now, days)
+        # The channel first: a low-balance alert raised by the move counts it in the runway.
+        ledger.update_channel(replace(channel, active_until=new_until))
         transfer = move(
             ledger, key=key, debit=partner_account(channel.partner_id),
             credit=channel_account(channel.id), days=days, kind=TransferKind.RENEWAL,
             actor=actor, at=now,
         )
-        ledger.update_channel(replace(channel, active_until=new_until))
         return ChannelRenewed(
             channel.partner_id, channel.id, channel.name, days, balance - days,
             new_until, transfer.id,

@@ -307,21 +307,27 @@ class PaymentService:
             return order, True
 
         order, new = await self.store.write(work)
+        linked = False
         if order.url is None and order.status is OrderStatus.OPEN:
             try:
                 order = await self._link(order, CheckoutMode.PAYMENT, _invoice_label(order))
             except PaymentUnavailable:
                 if new:
-                    await self._notice_invoice(order)
+                    await self._announce_invoice(order)
                 raise
-        if new:
-            await self._notice_invoice(order)
+            linked = True
+        if new or linked:
+            await self._announce_invoice(order)
         return order, new
 
-    async def _notice_invoice(self, order: PaymentOrder) -> None:
+    async def _announce_invoice(self, order: PaymentOrder) -> None:
+        """Tell the members of an invoice: once with its link, and beforehand once without
+        if Stripe failed to make it. Keyed so that runs racing, or a run that died between
+        the order and its link followed by one that links it, tell each once."""
         now = self.clock.now()
+        key = f"invoice:{order.id}" + ("" if order.url is not None else ":unlinked")
         await self.store.write(lambda lg: notices.notify(
-            lg, now, f"invoice:{order.id}", order.partner_id, notices.INVOICE_ISSUED,
+            lg, now, key, order.partner_id, notices.INVOICE_ISSUED,
             order_id=order.id, days=order.days, channels=order.channels,
             amount=money.format_amount(order.amount, order.currency),
             period=order.period, url=order.url,
@@ -331,7 +337,9 @@ class PaymentService:
         """An open invoice whose link could not be made before: try again."""
         if order.url is not None or order.status is not OrderStatus.OPEN:
             return order
-        return await self._link(order, CheckoutMode.PAYMENT, _invoice_label(order))
+        linked = await self._link(order, CheckoutMode.PAYMENT, _invoice_label(order))
+        await self._announce_invoice(linked)
+        return linked
 
     async def start_subscription(
         self, partner_id: int, channel_name: str, interval: str, actor: str

@@ -16,7 +16,7 @@ from functools import partial
 from core import alerts, channels, notices
 from core.days import DAY, utc
 from core.errors import InsufficientBalance, NotFound
-from core.model import Channel
+from core.model import Channel, ChannelBilling
 from core.ports import Clock, Ledger, Store
 
 EXPIRY_STAGES = (3, 1)  # days before active_until; 0 is the expiry itself
@@ -50,7 +50,7 @@ def _alerts(ledger: Ledger, now: datetime) -> SweepResult:
 
 async def sweep_alerts(store: Store, clock: Clock) -> SweepResult:
     """Rule 7 for every partner at once."""
-    now = clock.now()
+    now = utc(clock.now())  # arithmetic below in UTC: a zoned clock would add wall time
     return await store.write(lambda lg: _alerts(lg, now))
 
 
@@ -89,7 +89,7 @@ def _expiry(ledger: Ledger, now: datetime) -> SweepResult:
 
 async def sweep_expiry(store: Store, clock: Clock) -> SweepResult:
     """Rule 8: warn 3 days and 1 day before active_until, and on expiry; each once."""
-    now = clock.now()
+    now = utc(clock.now())  # arithmetic below in UTC: a zoned clock would add wall time
     return await store.write(lambda lg: _expiry(lg, now))
 
 
@@ -98,7 +98,16 @@ def _renew_batch(
 ) -> tuple[int, dict[int, list[Channel]]]:
     renewed: dict[int, list[Channel]] = defaultdict(list)
     short: dict[int, list[Channel]] = defaultdict(list)
-    for channel in batch:
+    for listed in batch:
+        channel = ledger.get_channel(listed.id)
+        if (
+            channel is None or not channel.live or not channel.auto_renew
+            or channel.billing is not ChannelBilling.BALANCE
+            or channel.active_until != listed.active_until
+        ):
+            # Changed since the list was read: renewed by a sweep running at the same
+            # time (renewing it again would take another 30 days), deleted, or switched.
+            continue
         try:
             done = channels.renew_channel(ledger, now, channel.id, "scheduler:renew")
         except InsufficientBalance:
@@ -126,13 +135,27 @@ def _renew_batch(
     return sum(len(c) for c in renewed.values()), short
 
 
+def _by_partner_batches(due: list[Channel]) -> list[list[Channel]]:
+    """About RENEW_BATCH channels a batch, a partner's channels never split over two: its
+    one alert per day must list every channel the balance cannot cover."""
+    batches: list[list[Channel]] = []
+    current: list[Channel] = []
+    for channel in due:  # ordered by partner
+        if len(current) >= RENEW_BATCH and current[-1].partner_id != channel.partner_id:
+            batches.append(current)
+            current = []
+        current.append(channel)
+    if current:
+        batches.append(current)
+    return batches
+
+
 async def sweep_renew(store: Store, clock: Clock, before: timedelta = DAY) -> SweepResult:
     """Rule 9: extend auto-renew channels expiring within `before` by 30 days each."""
-    now = clock.now()
+    now = utc(clock.now())  # arithmetic below in UTC: a zoned clock would add wall time
     due = await store.read(lambda lg: lg.channels_to_renew(now + before))
     renewed = short = 0
-    for start in range(0, len(due), RENEW_BATCH):
-        batch = due[start : start + RENEW_BATCH]
+    for batch in _by_partner_batches(due):
         count, missing = await store.write(partial(_renew_batch, now=now, batch=batch))
         renewed += count
         short += sum(len(c) for c in missing.values())
@@ -177,5 +200,5 @@ async def sweep_reminders(
     overdue_after: timedelta = timedelta(days=14),
 ) -> SweepResult:
     """Unpaid invoices: a reminder after a few days, then overdue and support is told."""
-    now = clock.now()
+    now = utc(clock.now())  # arithmetic below in UTC: a zoned clock would add wall time
     return await store.write(lambda lg: _reminders(lg, now, remind_after, overdue_after))

@@ -399,10 +399,10 @@ class LoggingSettings(BaseModel):
 
 
 def _check_cron(value: str) -> str:
-    from apscheduler.triggers.cron import CronTrigger
+    from partnerbot.crontab import crontab_trigger
 
     try:
-        CronTrigger.from_crontab(value)
+        crontab_trigger(value, datetime.UTC)
     except ValueError as exc:
         raise ValueError(f"is not a crontab expression like '*/15 * * * *' ({exc})") from None
     return value

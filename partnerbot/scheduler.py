@@ -11,8 +11,8 @@ import logging
 from collections.abc import Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
 
+from partnerbot.crontab import crontab_trigger
 from partnerbot.jobs import JOBS, JobFailed, run_job
 from partnerbot.wiring import Services
 
@@ -39,7 +39,7 @@ def build_scheduler(services: Services, after_run: Callable[[], None]) -> AsyncI
 
         scheduler.add_job(
             job,
-            CronTrigger.from_crontab(getattr(settings.jobs, name), timezone=tz),
+            crontab_trigger(getattr(settings.jobs, name), tz),
             id=name,
             name=name,
             coalesce=True,

@@ -6,7 +6,7 @@ import logging
 import secrets
 
 from telegram import Update
-from telegram.error import TelegramError
+from telegram.error import BadRequest, NetworkError, TelegramError
 
 from bot.deps import Context, deps_of
 
@@ -25,6 +25,11 @@ async def on_error(update: object, context: Context) -> None:
     log.error("unhandled error in an update", exc_info=context.error, extra=extra)
     deps_of(context).on_error()
     if not isinstance(update, Update) or update.effective_chat is None:
+        return
+    if isinstance(context.error, NetworkError) and not isinstance(context.error, BadRequest):
+        # Telegram itself failed (the answer was already tried again): an apology would
+        # most likely fail as well, and where it got through, "please try again" would
+        # invite repeating work that is done.
         return
     try:
         if update.callback_query is not None:
