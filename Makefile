@@ -42,6 +42,9 @@ pytest: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/sweep.py
+	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/e2e.py
 
 constraints: $(VENV)/.dev
 	{ echo "# Exact versions installed by 'make' and the Dockerfile (pip -c constraints.txt)."; \

@@ -117,15 +117,16 @@ def history_line(t: Transfer, partner_id: int, names: dict[int, str], tz: tzinfo
 
 
 async def history_page(
-    billing: BillingService, partner: Partner, before_id: int, tz: tzinfo
+    billing: BillingService, partner_id: int, before_id: int, tz: tzinfo
 ) -> View:
     before = before_id or None
-    rows = await billing.history(partner.id, limit=HISTORY_PAGE + 1, before_id=before)
+    partner, rows, names = await billing.history_view(
+        partner_id, limit=HISTORY_PAGE + 1, before_id=before
+    )
     more = len(rows) > HISTORY_PAGE
     rows = rows[:HISTORY_PAGE]
     if not rows:
         return f"No movements on the balance of {esc(partner.name)} yet.", None
-    names = await billing.channel_names(partner.id)
     # Reasons may be 200 emoji long: keep only the entries that fit one message.
     shown = first_lines([history_line(t, partner.id, names, tz) for t in rows], HISTORY_PAGE)
     more = more or len(shown) < len(rows)

@@ -278,6 +278,32 @@ class BillingService:
         now = self.now()
         return await self.store.read(lambda lg: queries.account_summary(lg, now, partner_id))
 
+    async def channel_list(
+        self, partner_id: int
+    ) -> tuple[Partner, list[queries.ChannelView]]:
+        """The partner and its channels in one read (one trip, one snapshot)."""
+        now = self.now()
+        return await self.store.read(lambda lg: (
+            partners.get_partner(lg, partner_id), queries.channel_views(lg, now, partner_id)
+        ))
+
+    async def history_view(
+        self, partner_id: int, *, limit: int = 20, before_id: int | None = None
+    ) -> tuple[Partner, list[Transfer], dict[int, str]]:
+        """The partner, a page of its history and the names of all its channels (deleted
+        ones included) in one read."""
+
+        def read(lg: Ledger) -> tuple[Partner, list[Transfer], dict[int, str]]:
+            partner = partners.get_partner(lg, partner_id)
+            rows = queries.history(lg, partner_id, limit=limit, before_id=before_id)
+            names = (
+                {c.id: c.name for c in lg.list_channels(partner_id, include_deleted=True)}
+                if rows else {}
+            )
+            return partner, rows, names
+
+        return await self.store.read(read)
+
     async def channel_views(self, partner_id: int) -> list[queries.ChannelView]:
         now = self.now()
         return await self.store.read(lambda lg: queries.channel_views(lg, now, partner_id))

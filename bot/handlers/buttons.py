@@ -37,12 +37,11 @@ async def _page(req: Request, query: CallbackQuery, cb: Page) -> None:
         if not req.may_access(cb.partner_id):
             await query.answer(texts.BUTTON_EXPIRED)
             return
-        partner = await billing.partner(cb.partner_id)
         if cb.kind is ListKind.CHANNELS:
-            views_ = await billing.channel_views(partner.id)
-            text, markup = views.channels_page(partner, views_, cb.page, tz)
+            partner, rows = await billing.channel_list(cb.partner_id)
+            text, markup = views.channels_page(partner, rows, cb.page, tz)
         else:
-            text, markup = await views.history_page(billing, partner, cb.page, tz)
+            text, markup = await views.history_page(billing, cb.partner_id, cb.page, tz)
     await _edit(query, text, markup)
     await query.answer()
 
@@ -67,16 +66,15 @@ async def _delete(req: Request, query: CallbackQuery, cb: ConfirmDelete) -> None
         await query.answer("That channel is already gone.")
         await _edit(query, "That channel no longer exists: nothing to delete.", None)
         return
-    if done.replayed:
-        await query.answer("Already deleted; nothing more to do.")
-        return
+    # A repeated press shows the outcome again: if the first edit was lost (Telegram
+    # failing), the message would otherwise keep offering a deletion that is done.
     await _edit(
         query,
         f"Channel <b>{esc(done.channel_name)}</b> deleted. {days(done.returned_days)} "
         f"returned to the balance.\nBalance: {done.balance:,} days",
         None,
     )
-    await query.answer("Deleted.")
+    await query.answer("Already deleted; nothing more to do." if done.replayed else "Deleted.")
 
 
 async def on_button(update: Update, context: Context) -> None:

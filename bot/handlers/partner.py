@@ -33,11 +33,8 @@ async def balance(req: Request) -> None:
 @command("channels")
 async def channels(req: Request) -> None:
     """The partner's live channels, paginated."""
-    billing = req.deps.billing
-    partner = await billing.partner(_partner_id(req))
-    text, markup = views.channels_page(
-        partner, await billing.channel_views(partner.id), 0, req.deps.tz
-    )
+    partner, rows = await req.deps.billing.channel_list(_partner_id(req))
+    text, markup = views.channels_page(partner, rows, 0, req.deps.tz)
     await req.reply(text, markup)
 
 
@@ -108,8 +105,7 @@ async def autorenew(req: Request) -> None:
 @command("history")
 async def history(req: Request) -> None:
     """Recent movements of the balance, paginated."""
-    partner = await req.deps.billing.partner(_partner_id(req))
-    text, markup = await views.history_page(req.deps.billing, partner, 0, req.deps.tz)
+    text, markup = await views.history_page(req.deps.billing, _partner_id(req), 0, req.deps.tz)
     await req.reply(text, markup)
 
 
