@@ -12,10 +12,10 @@ core/channels.py, core/idempotency.py):
     SELECT ... FROM partners WHERE id = ?                           -- get_partner
     SELECT ... FROM channels WHERE partner_id = ? AND name_key = ?  -- find_channel
     SELECT balance FROM accounts WHERE code = ?                     -- balance
+    UPDATE channels SET ... WHERE id = ?                            -- update_channel
     SELECT id, digest FROM transfers ORDER BY id DESC LIMIT 1       -- add_transfer: chain
     INSERT INTO transfers ...                                       -- triggers move balances
     SELECT ... FROM partners JOIN accounts LEFT JOIN alert_state    -- rule 7 check (move)
-    UPDATE channels SET ... WHERE id = ?                            -- update_channel
     INSERT INTO operations ...                                      -- save_outcome
     COMMIT
 
@@ -174,6 +174,7 @@ class Raw:
             until_us = max(to_us(now), ch[4] or 0) + days * 86_400_000_000
             until = EPOCH + until_us * _US
             credit = f"channel:{ch[0]}"
+            conn.execute(SQL_CHANNEL_UPDATE, (ch[2], key_name, until_us, *ch[5:], ch[0]))
             last = conn.execute(SQL_LAST).fetchone()
             tid, previous = (1, GENESIS) if last is None else (last[0] + 1, last[1])
             fields = (previous, str(tid), key, debit, credit, str(days), "allocation", ACTOR,
@@ -184,7 +185,6 @@ class Raw:
             alert = conn.execute(SQL_ALERT, (pid,)).fetchone()
             if (alert[7] < alert[4]) != bool(alert[8]):
                 raise RuntimeError("the benchmark's balance should never cross the threshold")
-            conn.execute(SQL_CHANNEL_UPDATE, (ch[2], key_name, until_us, *ch[5:], ch[0]))
             outcome = json.dumps(
                 {"active_until": until.isoformat(), "balance": balance - days,
                  "channel_id": ch[0], "channel_name": ch[2], "days": days,
