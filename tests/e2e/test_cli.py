@@ -197,6 +197,19 @@ def test_partner_list_shows_acme(cli: Cli, acme: Result) -> None:
     assert "10.00 USD" in line
 
 
+def test_output_into_a_closed_pipe_ends_quietly(cli: Cli, acme: Result) -> None:
+    # `partnerbot partner show Acme | head -1`: the reader is gone before the last line.
+    proc = subprocess.Popen(
+        [*console_script(), "partner", "show", "Acme"], cwd=cli.cwd, env=cli.env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # nothing will read what it writes
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0
+    assert err == ""
+
+
 def test_partner_show_by_name_and_by_id(cli: Cli, acme: Result) -> None:
     by_name = cli("partner", "show", "Acme")
     by_id = cli("partner", "show", "1")
