@@ -218,6 +218,12 @@ class Store(Protocol):
         """Run `work` against a consistent snapshot; it must not write."""
         ...
 
+    async def lookup(self, work: Callable[[Ledger], T]) -> T:
+        """Like `read`, for a few indexed rows (what one chat update needs), run where it
+        costs least: SQLite runs it on the caller's thread. Never for reads that grow
+        with the book (sweeps, lists of all partners)."""
+        ...
+
     async def verify(self, work: Callable[[LedgerSnapshot], T]) -> T:
         """Run `work` against a snapshot of the whole ledger."""
         ...

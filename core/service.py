@@ -100,10 +100,10 @@ class BillingService:
         return await self.store.write(lambda lg: partners.redeem_invite(lg, now, code, user_id))
 
     async def member(self, user_id: int) -> Member | None:
-        return await self.store.read(lambda lg: lg.get_member(user_id))
+        return await self.store.lookup(lambda lg: lg.get_member(user_id))
 
     async def partner(self, partner_id: int) -> Partner:
-        return await self.store.read(lambda lg: partners.get_partner(lg, partner_id))
+        return await self.store.lookup(lambda lg: partners.get_partner(lg, partner_id))
 
     async def resolve_partner(self, ref: str) -> Partner:
         return await self.store.read(lambda lg: partners.resolve_partner(lg, ref))
@@ -159,7 +159,7 @@ class BillingService:
 
     async def deletion_preview(self, partner_id: int, channel_name: str) -> tuple[Channel, int]:
         now = self.now()
-        return await self.store.read(
+        return await self.store.lookup(
             lambda lg: channels.deletion_preview(lg, now, partner_id, channel_name)
         )
 
@@ -276,14 +276,14 @@ class BillingService:
 
     async def summary(self, partner_id: int) -> queries.AccountSummary:
         now = self.now()
-        return await self.store.read(lambda lg: queries.account_summary(lg, now, partner_id))
+        return await self.store.lookup(lambda lg: queries.account_summary(lg, now, partner_id))
 
     async def channel_list(
         self, partner_id: int
     ) -> tuple[Partner, list[queries.ChannelView]]:
         """The partner and its channels in one read (one trip, one snapshot)."""
         now = self.now()
-        return await self.store.read(lambda lg: (
+        return await self.store.lookup(lambda lg: (
             partners.get_partner(lg, partner_id), queries.channel_views(lg, now, partner_id)
         ))
 
@@ -302,7 +302,7 @@ class BillingService:
             )
             return partner, rows, names
 
-        return await self.store.read(read)
+        return await self.store.lookup(read)
 
     async def channel_views(self, partner_id: int) -> list[queries.ChannelView]:
         now = self.now()

@@ -529,6 +529,9 @@ class MemoryStore:
         async with self._lock:
             return work(MemoryLedger(copy.deepcopy(self._state)))
 
+    async def lookup(self, work: Callable[[Ledger], T]) -> T:
+        return await self.read(work)
+
     async def verify(self, work: Callable[[LedgerSnapshot], T]) -> T:
         async with self._lock:
             return work(MemorySnapshot(self._state))

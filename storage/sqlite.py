@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 
 import aiosqlite
 
-from core.errors import BillingError, StorageError
+from core.errors import BillingError, StorageError, StoreBusy
 from core.ports import Ledger, LedgerSnapshot
 from storage.errors import translate
 from storage.migrate import migrate
@@ -62,10 +62,23 @@ def _transaction(conn: sqlite3.Connection, begin: str, work: Callable[[], T]) ->
     return result
 
 
+# How long a lookup on the caller's thread may wait for a lock before it leaves the read
+# to the database thread (WAL readers almost never wait: only while a checkpoint resets
+# the log or another connection recovers it).
+LOOKUP_BUSY_MS = 20
+
+
 class SqliteStore:
-    def __init__(self, conn: aiosqlite.Connection, raw: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        raw: sqlite3.Connection,
+        path: Path,
+        reader: sqlite3.Connection | None = None,
+    ) -> None:
         self._conn = conn
         self._raw = raw  # touched only on the aiosqlite thread
+        self._reader = reader  # lookups, on the thread that owns the store (the loop's)
         self.path = path
 
     @classmethod
@@ -95,6 +108,14 @@ class SqliteStore:
             raise
         if applied:
             log.info("database migrated: %s", ", ".join(applied))
+        try:
+            reader = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+            configure(reader, synchronous, LOOKUP_BUSY_MS)
+            reader.execute("PRAGMA query_only = ON")  # a lookup that writes is a bug: refuse
+        except (sqlite3.Error, StorageError):
+            await conn.close()
+            raise
+        store._reader = reader
         return store
 
     async def _run(self, fn: Callable[[], T]) -> T:
@@ -113,6 +134,19 @@ class SqliteStore:
     async def read(self, work: Callable[[Ledger], T]) -> T:
         ledger = SqliteLedger(self._raw)
         return await self._run(lambda: _transaction(self._raw, "BEGIN", lambda: work(ledger)))
+
+    async def lookup(self, work: Callable[[Ledger], T]) -> T:
+        """A small read on this thread: a hop to the database thread and back costs more
+        event-loop time than the read itself (bench/e2e.py: about a fifth of an update).
+        Under a rare lock, or with no reader, it goes to the database thread after all."""
+        reader = self._reader
+        if reader is None:
+            return await self.read(work)
+        ledger = SqliteLedger(reader)
+        try:
+            return _transaction(reader, "BEGIN", lambda: work(ledger))
+        except StoreBusy:
+            return await self.read(work)
 
     async def verify(self, work: Callable[[LedgerSnapshot], T]) -> T:
         snapshot = SqliteSnapshot(self._raw)
@@ -208,4 +242,7 @@ class SqliteStore:
             # everything of ours is committed already.
             log.debug("skipped PRAGMA optimize on close: %s", exc)
         finally:
+            reader, self._reader = self._reader, None
+            if reader is not None:
+                reader.close()
             await self._conn.close()

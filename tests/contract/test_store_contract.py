@@ -1319,3 +1319,28 @@ async def test_a_partner_cannot_be_renamed_onto_another_partners_name(
     with pytest.raises(StorageError):
         await store.write(lambda lg: lg.update_partner(replace(beta, name="ACME")))
     assert await store.read(lambda lg: lg.get_partner(beta.id)) == beta
+
+
+# lookups ----------------------------------------------------------------------------
+
+
+async def test_a_lookup_sees_every_write_committed_before_it(billing: BillingService) -> None:
+    pid = await new_partner(billing)
+    for days in (5, 7, 11):
+        await grant(billing, pid, days)
+        summary = await billing.summary(pid)  # a lookup
+        assert summary.balance == (await billing.summary(pid)).balance
+        assert summary.balance == await balance(billing.store, f"partner:{pid}")
+    assert (await billing.summary(pid)).balance == 23
+
+
+async def test_a_lookup_that_writes_changes_nothing(store: Store) -> None:
+    await store.write(lambda lg: raw_partner(lg, "Acme"))
+    before = await everything(store)
+
+    try:  # SQLite refuses it outright (query_only); the fake writes to a discarded copy
+        await store.lookup(lambda lg: raw_partner(lg, "Globex"))
+    except StorageError as exc:
+        assert "readonly" in str(exc) or "read-only" in str(exc) or "query_only" in str(exc)
+
+    assert await everything(store) == before
