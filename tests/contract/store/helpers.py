@@ -6,12 +6,7 @@ import itertools
 from datetime import timedelta
 from typing import Any
 
-from core.model import (
-    Member,
-    NewTransfer,
-    OrderKind,
-    TransferKind,
-)
+from core.model import Member, NewTransfer, OrderKind, TransferKind
 from core.outcomes import DaysGranted, OrderCredited
 from core.ports import Ledger, LedgerSnapshot, Store
 from core.service import BillingService

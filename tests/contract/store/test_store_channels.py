@@ -13,11 +13,7 @@ from core.errors import (
     InsufficientBalance,
     StorageError,
 )
-from core.model import (
-    CONSUMED,
-    channel_account,
-    partner_account,
-)
+from core.model import CONSUMED, channel_account, partner_account
 from core.ports import Store
 from core.service import BillingService
 from tests.conftest import START, FakeClock

@@ -14,12 +14,7 @@ from core.errors import (
     PaymentMismatch,
     StorageError,
 )
-from core.model import (
-    ChannelBilling,
-    OrderKind,
-    OrderStatus,
-    partner_account,
-)
+from core.model import ChannelBilling, OrderKind, OrderStatus, partner_account
 from core.ports import Ledger, Store
 from core.service import BillingService
 from tests.conftest import START, FakeClock

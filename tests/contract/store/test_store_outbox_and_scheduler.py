@@ -7,13 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from core.model import (
-    GRANTS,
-    Member,
-    OrderKind,
-    Role,
-    partner_account,
-)
+from core.model import GRANTS, Member, OrderKind, Role, partner_account
 from core.ports import Ledger, Store
 from core.service import BillingService
 from tests.conftest import START

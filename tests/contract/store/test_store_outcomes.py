@@ -6,21 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from core.errors import (
-    InsufficientBalance,
-    StorageError,
-)
+from core.errors import InsufficientBalance, StorageError
 from core.ports import Store
 from core.service import BillingService
 from tests.conftest import START, FakeClock
-from tests.contract.store.helpers import (
-    DAY,
-    SUPPORT,
-    everything,
-    fresh_key,
-    grant,
-    new_partner,
-)
+from tests.contract.store.helpers import DAY, SUPPORT, everything, fresh_key, grant, new_partner
 
 # outcomes of idempotent operations ----------------------------------------------------
 

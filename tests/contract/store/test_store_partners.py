@@ -14,22 +14,12 @@ from core.errors import (
     PartnerNotFound,
     StorageError,
 )
-from core.model import (
-    Member,
-    Role,
-    partner_account,
-)
+from core.model import Member, Role, partner_account
 from core.partners import hash_code
 from core.ports import Store
 from core.service import BillingService
 from tests.conftest import START, FakeClock
-from tests.contract.store.helpers import (
-    DAY,
-    SUPPORT,
-    balance,
-    new_partner,
-    raw_partner,
-)
+from tests.contract.store.helpers import DAY, SUPPORT, balance, new_partner, raw_partner
 
 # partners ---------------------------------------------------------------------------
 

@@ -7,15 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from core.errors import (
-    StorageError,
-)
-from core.model import (
-    PURCHASES,
-    OrderKind,
-    Role,
-    TransferKind,
-)
+from core.errors import StorageError
+from core.model import PURCHASES, OrderKind, Role, TransferKind
 from core.ports import Ledger, Store
 from core.service import BillingService
 from storage.memory import MemoryStore

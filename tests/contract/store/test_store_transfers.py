@@ -7,9 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from core.errors import (
-    StorageError,
-)
+from core.errors import StorageError
 from core.model import (
     GRANTS,
     PURCHASES,

@@ -8,13 +8,7 @@ import datetime as dt
 
 from .currencies import _fmt_amount
 from .objects import StripeObjects
-from .records import (
-    _DAY,
-    JSON,
-    _Ctx,
-    _new_id,
-    _SubState,
-)
+from .records import _DAY, JSON, _Ctx, _new_id, _SubState
 
 
 def _add_months(ts: int, months: int) -> int:

@@ -12,12 +12,7 @@ from typing import Any, Literal
 import aiohttp
 
 from .billing import _period_boundary
-from .records import (
-    JSON,
-    RecordedRequest,
-    _Fault,
-    _new_id,
-)
+from .records import JSON, RecordedRequest, _Fault, _new_id
 from .server import StripeServer
 from .webhooks import sign_webhook
 

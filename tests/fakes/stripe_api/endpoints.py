@@ -12,12 +12,7 @@ import re
 from .billing import StripeBilling
 from .currencies import _CURRENCIES, MAX_CHARGE, MIN_CHARGE, _fmt_amount
 from .errors import StripeHTTPError, _exclusive, _missing, _no_such, _unsupported
-from .records import (
-    _DAY,
-    JSON,
-    _Ctx,
-    _new_id,
-)
+from .records import _DAY, JSON, _Ctx, _new_id
 from .validation import _check_metadata
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from .records import (
-    JSON,
-)
+from .records import JSON
 
 
 class StripeHTTPError(Exception):

@@ -16,16 +16,7 @@ from typing import Any
 import stripe
 
 from .errors import StripeHTTPError, _exclusive, _no_such
-from .records import (
-    API_VERSION,
-    JSON,
-    RecordedRequest,
-    _Ctx,
-    _Fault,
-    _new_id,
-    _Response,
-    _SubState,
-)
+from .records import API_VERSION, JSON, RecordedRequest, _Ctx, _Fault, _new_id, _Response, _SubState
 
 
 class StripeObjects:

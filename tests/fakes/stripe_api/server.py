@@ -23,15 +23,7 @@ from stripe.params import checkout as checkout_params
 
 from .endpoints import StripeEndpoints
 from .errors import StripeHTTPError
-from .records import (
-    API_VERSION,
-    JSON,
-    RecordedRequest,
-    _Ctx,
-    _Fault,
-    _new_id,
-    _Response,
-)
+from .records import API_VERSION, JSON, RecordedRequest, _Ctx, _Fault, _new_id, _Response
 from .validation import _validate, decode_form, listify, schema_for
 
 

@@ -20,9 +20,7 @@ from stripe._stripe_context import StripeContext
 from stripe._stripe_object import UntypedStripeObject
 
 from .errors import StripeHTTPError, _missing
-from .records import (
-    JSON,
-)
+from .records import JSON
 
 # ------------------------------------------------------------- form decoding
 

@@ -11,9 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..html_check import (
-    detect_entities,
-)
+from ..html_check import detect_entities
 from .actors import CallbackPress, FakeChat, FakeGroup, FakeUser
 from .constants import _BOT_COMMAND, _NGINX_502
 from .methods import BotApiMethods

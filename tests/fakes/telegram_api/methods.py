@@ -7,9 +7,7 @@ import re
 import time
 from typing import Any
 
-from ..html_check import (
-    utf16_len,
-)
+from ..html_check import utf16_len
 from .constants import _COMMAND_SHAPE, ALL_UPDATE_TYPES, CHAT_ACTIONS, DEFAULT_UPDATE_TYPES
 from .records import CallbackAnswer, JSONDict, TelegramApiError, _Conflict, bad_request
 from .server import TelegramServer

@@ -14,11 +14,7 @@ from zoneinfo import ZoneInfo
 
 from core.errors import PaymentUnavailable
 from core.jobs import InvoiceRun, run_invoices
-from core.model import (
-    CheckoutLink,
-    CheckoutRequest,
-    SessionState,
-)
+from core.model import CheckoutLink, CheckoutRequest, SessionState
 from core.payments import PaymentService
 from core.policy import BillingPolicy
 from core.ports import Ledger

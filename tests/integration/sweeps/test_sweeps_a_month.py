@@ -6,10 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from core import notices, sweeps
 from core.days import DAY
-from tests.integration.sweeps.harness import (
-    BERLIN,
-    Book,
-)
+from tests.integration.sweeps.harness import BERLIN, Book
 
 # ------------------------------------------------------------------------ everything, twice
 

@@ -13,18 +13,9 @@ import pytest
 from bot.notices import render
 from core import channels, notices, sweeps
 from core.days import DAY
-from core.model import (
-    Notice,
-)
+from core.model import Notice
 from storage.sqlite import SqliteStore
-from tests.integration.sweeps.harness import (
-    ACTOR,
-    BERLIN,
-    T0,
-    Book,
-    Killed,
-    die_on_call,
-)
+from tests.integration.sweeps.harness import ACTOR, BERLIN, T0, Book, Killed, die_on_call
 
 # ------------------------------------------------------------------------ expiry (rule 8)
 

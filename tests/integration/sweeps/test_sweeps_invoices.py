@@ -13,12 +13,7 @@ from core import notices
 from core.jobs import billing_date, run_invoices
 from core.payments import PaymentService
 from storage.sqlite import SqliteStore
-from tests.integration.sweeps.harness import (
-    BERLIN,
-    Book,
-    Killed,
-    ReadFirst,
-)
+from tests.integration.sweeps.harness import BERLIN, Book, Killed, ReadFirst
 
 # ---------------------------------------------------------------- monthly invoices (rule 6)
 

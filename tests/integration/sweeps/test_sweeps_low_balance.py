@@ -7,24 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
 from bot.notices import render
 from core import alerts, notices, sweeps
-from core.days import DAY, runway_until
-from core.model import (
-    Notice,
-)
+from core.model import Notice
 from core.ports import Ledger
 from storage.sqlite import SqliteStore
-from tests.integration.sweeps.harness import (
-    BERLIN,
-    T0,
-    Book,
-    Killed,
-    die_on_call,
-)
+from tests.integration.sweeps.harness import BERLIN, T0, Book, Killed, die_on_call
 
 # ------------------------------------------------------------------- low balance (rule 7)
 
@@ -88,13 +80,14 @@ async def test_the_alert_tells_the_runway_of_the_running_channels(book: Book) ->
     await book.grant(pid, -25)  # 5 left: down
 
     [alert] = await book.sent(notices.LOW_BALANCE)
-    expected = runway_until(5, [T0 + 10 * DAY, T0 + 20 * DAY], T0)
-    assert expected is not None
+    # Worked by hand: "a" ends on 01-24 09:30 and then draws one day a day from the
+    # 5 left, which run out on 01-29 09:30, before "b" ends on 02-03 and starts drawing.
+    expected = datetime(2030, 1, 29, 9, 30, tzinfo=UTC)
     assert (alert.facts["running"], alert.facts["runway"]) == (2, expected.isoformat())
     text = render(
         Notice(1, alert.key, pid, alert.kind, json.dumps(alert.facts), T0), BERLIN
     )
-    assert f"until {expected.astimezone(BERLIN):%Y-%m-%d}" in text
+    assert "until 2030-01-29" in text  # 10:30 in Berlin: the same date
 
 
 async def test_an_allocation_that_crosses_the_threshold_counts_its_channel_in_the_runway(
@@ -105,8 +98,8 @@ async def test_an_allocation_that_crosses_the_threshold_counts_its_channel_in_th
 
     [alert] = await book.sent(notices.LOW_BALANCE)
     assert alert.facts["running"] == 1
-    expected = runway_until(5, [T0 + 35 * DAY], T0)
-    assert expected is not None and alert.facts["runway"] == expected.isoformat()
+    # "shop" runs 35 days from 01-14 09:30 (to 02-18 09:30), then the 5 left: 02-23 09:30.
+    assert alert.facts["runway"] == datetime(2030, 2, 23, 9, 30, tzinfo=UTC).isoformat()
 
 
 async def test_an_alert_run_killed_half_way_and_run_again_alerts_each_partner_once(

@@ -7,16 +7,9 @@ from datetime import timedelta
 
 from core import notices, sweeps
 from core.days import DAY
-from core.model import (
-    OrderKind,
-    OrderStatus,
-)
+from core.model import OrderKind, OrderStatus
 from storage.sqlite import SqliteStore
-from tests.integration.sweeps.harness import (
-    ACTOR,
-    T0,
-    Book,
-)
+from tests.integration.sweeps.harness import ACTOR, T0, Book
 
 # --------------------------------------------------------------------- invoice reminders
 

@@ -12,18 +12,9 @@ import pytest
 
 from core import channels, notices, sweeps
 from core.days import DAY
-from core.model import (
-    ChannelBilling,
-)
+from core.model import ChannelBilling
 from storage.sqlite import SqliteStore
-from tests.integration.sweeps.harness import (
-    ACTOR,
-    T0,
-    Book,
-    Killed,
-    ReadFirst,
-    die_on_call,
-)
+from tests.integration.sweeps.harness import ACTOR, T0, Book, Killed, ReadFirst, die_on_call
 
 # ---------------------------------------------------------------------- auto-renew (rule 9)
 
