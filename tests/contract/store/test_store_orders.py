@@ -198,6 +198,25 @@ async def test_a_refunded_share_of_days_rounds_half_up(billing: BillingService) 
     assert refunded.days == 4
 
 
+async def test_a_refunded_share_of_exactly_half_a_day_rounds_up(billing: BillingService) -> None:
+    pid = await new_partner(billing)
+    credited = await buy(billing, pid, 30)  # 30 days for 10.00
+    assert (await billing.orders(pid))[0].amount == 1000
+
+    refunded = await billing.refund_order(credited.order_id, 150, STRIPE)  # 4.5 days exactly
+
+    assert refunded.days == 5  # a tie: half-even and truncation would both take 4
+
+
+async def test_a_quote_of_exactly_half_a_minor_unit_rounds_up(billing: BillingService) -> None:
+    pid = await new_partner(billing)
+    await billing.set_price(pid, 1045, SUPPORT)
+
+    order = await billing.open_order(pid, OrderKind.TOPUP, 3, "user:100")
+
+    assert order.amount == 105  # 3 x 1045 / 30 = 104.5 exactly; half-even would say 104
+
+
 async def test_a_refund_reported_again_returns_the_first_outcome_and_changes_nothing(
     billing: BillingService, store: Store
 ) -> None:
