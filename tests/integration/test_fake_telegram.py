@@ -23,6 +23,7 @@ from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     MenuButtonCommands,
+    Message,
     Update,
 )
 from telegram.constants import ParseMode
@@ -352,7 +353,11 @@ async def test_edit_and_answer_errors(tg: FakeTelegram) -> None:
                 chat_id=ann.id, message_id=sent.message_id, reply_markup=RENEW_KEYBOARD
             )
         edited = await bot.edit_message_reply_markup(chat_id=ann.id, message_id=sent.message_id)
-        assert isinstance(edited, object) and ann.message(sent.message_id).buttons() == []
+        assert isinstance(edited, Message)
+        assert (edited.chat_id, edited.message_id) == (ann.id, sent.message_id)
+        assert edited.text == "Hello"
+        assert edited.reply_markup is None and edited.edit_date is not None
+        assert ann.message(sent.message_id).buttons() == []
         with pytest.raises(BadRequest, match="Query is too old"):
             await bot.answer_callback_query("123456789")
         assert await bot.delete_message(ann.id, sent.message_id)
@@ -505,20 +510,21 @@ async def test_get_updates_long_polls_and_confirms_by_offset(tg: FakeTelegram) -
                 body: dict[str, Any] = await response.json()
                 return body
 
-        started = time.monotonic()
-        waiting = asyncio.create_task(poll(timeout=5))
-        await asyncio.sleep(0.1)
+        # An hour-long poll can only come back now if the update woke it.
+        waiting = asyncio.create_task(poll(timeout=3600))
+        await tg.wait_until(lambda: len(tg.get_updates_calls) == 1, what="the long poll")
+        assert not waiting.done()  # held open while there is nothing to deliver
         update = await ann.send("/start")
-        body = await waiting
-        assert time.monotonic() - started < 1.0
+        body = await asyncio.wait_for(waiting, 30)  # a guard against a hang, not a timing
         assert [u["update_id"] for u in body["result"]] == [update["update_id"]]
         again = await poll(timeout=0)  # not confirmed yet: delivered again
         assert [u["update_id"] for u in again["result"]] == [update["update_id"]]
         confirmed = await poll(offset=update["update_id"] + 1, timeout=0)
         assert confirmed["result"] == []
 
+        polls = len(tg.get_updates_calls)
         first = asyncio.create_task(poll(timeout=5))
-        await asyncio.sleep(0.1)
+        await tg.wait_until(lambda: len(tg.get_updates_calls) == polls + 1, what="first poll")
         second = asyncio.create_task(poll(timeout=0))
         assert (await first)["error_code"] == 409
         assert (await second)["ok"] is True
