@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
+import httpx
 import pytest
 import stripe
 from stripe.params import checkout as checkout_params
@@ -568,11 +569,13 @@ async def test_injected_500_surfaces_as_api_error(
 
 async def test_hang_triggers_client_timeout(fake: FakeStripe) -> None:
     impatient = fake.make_client(timeout=0.3)
-    fake.hang_next(3.0, path="/v1/checkout/sessions/*")
-    started = time.monotonic()
-    with pytest.raises(stripe.APIConnectionError):
+    fake.hang_next(60.0, path="/v1/checkout/sessions/*")  # far longer than the client waits
+    with pytest.raises(stripe.APIConnectionError) as err:
         await impatient.v1.checkout.sessions.retrieve_async("cs_test_whatever")
-    assert time.monotonic() - started < 2.0
+    # The client's own timeout ended the wait (the fake would drop the connection only
+    # after 60 s, which surfaces as another error); the fake never answered.
+    assert isinstance(err.value.__cause__, httpx.TimeoutException)
+    assert (fake.requests[-1].fault, fake.requests[-1].status) == ("hang", None)
 
     # A lost response: executed, then the reply never arrives in time. Retrying with
     # the same idempotency key returns the session that was created.
