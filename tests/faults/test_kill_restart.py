@@ -483,4 +483,6 @@ async def test_sigkill_under_a_stream_of_operations_loses_nothing(tmp_path: Path
     assert bot.kills == KILLS
     assert replies["allocation replies"] > 5 and replies["creation replies"] > 3
     assert notices["credited messages"] > 0
-    assert elapsed < 90
+    # Each kill was followed by exactly one start, and every start became healthy (the
+    # wall time is printed above, not asserted: a loaded machine is no failure).
+    assert bot.generation == bot.kills + 1 == len(bot.starts)
