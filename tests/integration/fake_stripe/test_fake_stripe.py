@@ -6,97 +6,34 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
-import httpx
 import pytest
 import stripe
 from stripe.params import checkout as checkout_params
-from stripe.params.checkout import SessionCreateParams
 
+from core.money import MINIMUM_CHARGE
 from tests.fakes.stripe_api import (
     API_VERSION,
+    MIN_CHARGE,
     FakeStripe,
     decode_form,
     listify,
     schema_for,
     sign_webhook,
 )
-
-WHSEC = "whsec_test_partnerbot"
+from tests.integration.fake_stripe.helpers import (
+    WHSEC,
+    error_body,
+    payment_params,
+    subscription_params,
+    verify,
+)
 
 # stripe's HTTPXClient passes the form body as `data=<str>`, which httpx deprecates.
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning"
 )
-
-
-def payment_params(amount: int = 1500) -> SessionCreateParams:
-    """What partnerbot sends for a days purchase."""
-    return {
-        "mode": "payment",
-        "success_url": "https://t.me/partnerbot?start=paid",
-        "cancel_url": "https://t.me/partnerbot?start=cancel",
-        "client_reference_id": "order-17",
-        "metadata": {"partner_id": "42", "order_id": "17", "days": "30"},
-        "payment_intent_data": {"metadata": {"order_id": "17"}},
-        "line_items": [
-            {
-                "quantity": 1,
-                "price_data": {
-                    "currency": "usd",
-                    "unit_amount": amount,
-                    "product_data": {"name": "30 days"},
-                },
-            }
-        ],
-    }
-
-
-def subscription_params(interval: Literal["month", "year"] = "month") -> SessionCreateParams:
-    return {
-        "mode": "subscription",
-        "success_url": "https://t.me/partnerbot?start=sub",
-        "metadata": {"partner_id": "42", "channel_id": "-100123"},
-        "subscription_data": {"metadata": {"partner_id": "42", "channel_id": "-100123"}},
-        "line_items": [
-            {
-                "quantity": 1,
-                "price_data": {
-                    "currency": "usd",
-                    "unit_amount": 990 if interval == "month" else 9900,
-                    "recurring": {"interval": interval},
-                    "product_data": {"name": "Channel subscription"},
-                },
-            }
-        ],
-    }
-
-
-def error_body(exc: stripe.StripeError) -> dict[str, Any]:
-    assert isinstance(exc.json_body, dict)
-    error = exc.json_body["error"]
-    assert isinstance(error, dict)
-    return error
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeStripe]:
-    async with FakeStripe() as server:
-        yield server
-    assert server.internal_errors == []
-
-
-@pytest.fixture
-def client(fake: FakeStripe) -> stripe.StripeClient:
-    return fake.make_client(timeout=5.0)
-
-
-def verify(payload: bytes, headers: dict[str, str]) -> stripe.Event:
-    event = stripe.Webhook.construct_event(payload, headers["Stripe-Signature"], WHSEC)
-    assert isinstance(event, stripe.Event)
-    return event
 
 
 # ----------------------------------------------------------------- plumbing
@@ -267,6 +204,28 @@ async def test_unknown_and_missing_parameters_are_refused(client: stripe.StripeC
     with pytest.raises(stripe.InvalidRequestError) as err:
         await sessions.retrieve_async("cs_test_missing")
     assert (err.value.http_status, err.value.code) == (404, "resource_missing")
+
+
+async def test_the_minimum_charge_is_stripes_in_each_currency(
+    client: stripe.StripeClient,
+) -> None:
+    # Two-decimal and zero-decimal currencies: $0.50, ¥50, 175.00 Ft, £0.30.
+    for currency, minimum in (("usd", 50), ("jpy", 50), ("huf", 17_500), ("gbp", 30)):
+        params: Any = payment_params(minimum - 1)
+        params["line_items"][0]["price_data"]["currency"] = currency
+        with pytest.raises(stripe.InvalidRequestError) as err:
+            await client.v1.checkout.sessions.create_async(params=params)
+        assert err.value.code == "amount_too_small", currency
+        params["line_items"][0]["price_data"]["unit_amount"] = minimum
+        session = await client.v1.checkout.sessions.create_async(params=params)
+        assert (session.currency, session.amount_total) == (currency, minimum)
+
+
+def test_core_offers_only_currencies_stripe_lists_and_never_below_its_minimum() -> None:
+    # core/money.py keeps its own table; the fake's comes from Stripe's docs.
+    for currency, floor in MINIMUM_CHARGE.items():
+        assert currency in MIN_CHARGE, currency
+        assert floor >= MIN_CHARGE[currency], currency
 
 
 async def test_wrong_api_key_is_401(fake: FakeStripe) -> None:
@@ -542,93 +501,3 @@ async def test_refund_event_traces_back_to_payment_intent(
     assert [r.amount for r in fetched.refunds.data] == [2000, 1000]
     with pytest.raises(ValueError, match="greater than"):
         fake.refund(pi_id, amount=1)
-
-
-# ------------------------------------------------------------------ faults
-
-
-async def test_injected_500_surfaces_as_api_error(
-    fake: FakeStripe, client: stripe.StripeClient
-) -> None:
-    fake.fail_next(path="/v1/checkout/sessions", method="POST")
-    with pytest.raises(stripe.APIError) as err:
-        await client.v1.checkout.sessions.create_async(params=payment_params())
-    assert err.value.http_status == 500
-    assert error_body(err.value)["type"] == "api_error"
-    assert fake.requests[-1].fault == "error"
-
-    # stripe retries a 500 with the same Idempotency-Key; one session results.
-    retrying = fake.make_client(timeout=5.0, max_network_retries=1)
-    fake.fail_next(path="/v1/checkout/sessions")
-    session = retrying.v1.checkout.sessions.create(params=payment_params())
-    attempts = fake.requests_to("/v1/checkout/sessions", "POST")[-2:]
-    assert attempts[0].idempotency_key == attempts[1].idempotency_key
-    assert [a.status for a in attempts] == [500, 200]
-    assert [s.id for s in (await client.v1.checkout.sessions.list_async()).data] == [session.id]
-
-
-async def test_hang_triggers_client_timeout(fake: FakeStripe) -> None:
-    impatient = fake.make_client(timeout=0.3)
-    fake.hang_next(60.0, path="/v1/checkout/sessions/*")  # far longer than the client waits
-    with pytest.raises(stripe.APIConnectionError) as err:
-        await impatient.v1.checkout.sessions.retrieve_async("cs_test_whatever")
-    # The client's own timeout ended the wait (the fake would drop the connection only
-    # after 60 s, which surfaces as another error); the fake never answered.
-    assert isinstance(err.value.__cause__, httpx.TimeoutException)
-    assert (fake.requests[-1].fault, fake.requests[-1].status) == ("hang", None)
-
-    # A lost response: executed, then the reply never arrives in time. Retrying with
-    # the same idempotency key returns the session that was created.
-    fake.hang_next(3.0, method="POST", process="before")
-    with pytest.raises(stripe.APIConnectionError):
-        impatient.v1.checkout.sessions.create(
-            params=payment_params(), options={"idempotency_key": "lost-1"}
-        )
-    replay = impatient.v1.checkout.sessions.create(
-        params=payment_params(), options={"idempotency_key": "lost-1"}
-    )
-    listed = impatient.v1.checkout.sessions.list()
-    assert [s.id for s in listed.data] == [replay.id]
-
-
-async def test_dropped_connection(fake: FakeStripe, client: stripe.StripeClient) -> None:
-    fake.drop_next(2)
-    with pytest.raises(stripe.APIConnectionError):
-        await client.v1.checkout.sessions.list_async()
-    with pytest.raises(stripe.APIConnectionError):
-        client.v1.checkout.sessions.list()
-    assert (await client.v1.checkout.sessions.list_async()).data == []
-    assert [r.fault for r in fake.requests] == ["drop", "drop", None]
-
-
-async def test_deliver_webhook_posts_signed_event(fake: FakeStripe) -> None:
-    from aiohttp import web
-
-    received: list[stripe.Event] = []
-
-    async def endpoint(request: web.Request) -> web.Response:
-        payload = await request.read()
-        received.append(
-            stripe.Webhook.construct_event(payload, request.headers["Stripe-Signature"], WHSEC)
-        )
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/stripe/webhook", endpoint)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
-        client = fake.make_client()
-        session = await client.v1.checkout.sessions.create_async(params=payment_params())
-        event = fake.expire_session(session.id)
-        status, text = await fake.deliver_webhook(
-            event, f"http://127.0.0.1:{port}/stripe/webhook", WHSEC
-        )
-    finally:
-        await runner.cleanup()
-    assert (status, text) == (200, "ok")
-    assert received[0].type == "checkout.session.expired"
-    assert json.loads(json.dumps(received[0].to_dict()))["data"]["object"]["status"] == "expired"
