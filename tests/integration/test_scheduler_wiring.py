@@ -29,7 +29,7 @@ from partnerbot.wiring import Services, policy_from
 from storage.sqlite import SqliteStore
 from tests.conftest import FakeClock
 from tests.e2e import clean_env, console_script
-from tests.integration.test_scheduler_sweeps import FakeGateway
+from tests.integration.sweeps.harness import FakeGateway
 
 BERLIN = ZoneInfo("Europe/Berlin")
 T0 = datetime(2030, 1, 14, 9, 30, tzinfo=UTC)  # a Monday
