@@ -80,7 +80,8 @@ class Sent:
     key: str
     partner_id: int | None
     kind: str
-    facts: dict[str, Any]
+    facts: dict[str, Any]  # the stored payload
+    notice: notices.AnyNotice  # the payload decoded
 
 
 class Book:
@@ -147,7 +148,8 @@ class Book:
             "SELECT key, partner_id, kind, payload FROM notices ORDER BY id"
         )
         return [
-            Sent(r[0], r[1], r[2], json.loads(r[3])) for r in rows if kind is None or r[2] == kind
+            Sent(r[0], r[1], r[2], json.loads(r[3]), notices.decode(r[2], r[3]))
+            for r in rows if kind is None or r[2] == kind
         ]
 
     async def count(self, sql: str, *args: Any) -> int:
@@ -591,8 +593,9 @@ async def test_a_channel_given_days_is_warned_again_for_its_new_expiry(book: Boo
 
     sent = await book.sent(notices.EXPIRY)
     assert [n.facts["stage"] for n in sent] == [3, 3]
-    assert [n.facts["channels"] for n in sent] == [
-        f"shop|{(T0 + 3 * DAY).isoformat()}|0", f"shop|{(T0 + 8 * DAY).isoformat()}|0"
+    assert [n.notice for n in sent] == [
+        notices.ChannelsExpiring(3, 1, (notices.ListedChannel("shop", T0 + 3 * DAY, False),)),
+        notices.ChannelsExpiring(3, 1, (notices.ListedChannel("shop", T0 + 8 * DAY, False),)),
     ]
 
 
@@ -622,7 +625,8 @@ async def test_expiry_sends_one_message_per_partner_and_stage_within_telegram_li
     assert sorted(by_partner) == [(pid, 3), (other, 1)]
     big = by_partner[(pid, 3)]
     assert big.facts["count"] == 70
-    assert len(str(big.facts["channels"]).splitlines()) == sweeps.MAX_LISTED
+    assert isinstance(big.notice, notices.ChannelsExpiring)
+    assert len(big.notice.channels) == sweeps.MAX_LISTED
     text = render(Notice(1, big.key, pid, big.kind, json.dumps(big.facts), T0), UTC)
     assert len(text) <= 4096
     assert text.rstrip().splitlines()[-2] == "… and 50 more: /channels"
@@ -696,9 +700,9 @@ async def test_auto_renew_extends_by_30_days_from_the_balance_once(book: Book) -
     assert chans["manual"].active_until == T0 + DAY
     assert await book.balance(pid) == 70
     [renewed] = await book.sent(notices.RENEWED)
-    assert (renewed.partner_id, renewed.facts["count"], renewed.facts["channels"]) == (
-        pid, 1, "shop"
-    )
+    assert (renewed.partner_id, renewed.notice) == (pid, notices.ChannelsRenewed(
+        1, (notices.ListedChannel("shop", T0 + 32 * DAY, True),)
+    ))
     await book.verify()
 
 
@@ -716,7 +720,10 @@ async def test_one_alert_lists_the_channels_the_balance_cannot_renew(book: Book)
     assert await book.balance(pid) == 10
     [short] = await book.sent(notices.RENEW_SHORT)
     assert (short.facts["count"], short.facts["needed"], short.facts["balance"]) == (2, 60, 10)
-    assert short.facts["channels"] == "b\nc"
+    assert isinstance(short.notice, notices.RenewFellShort)
+    assert short.notice.channels == tuple(
+        notices.ListedChannel(name, T0 + DAY, True) for name in ("b", "c")
+    )
 
 
 async def test_a_partner_is_never_split_over_two_renew_batches(
@@ -734,8 +741,9 @@ async def test_a_partner_is_never_split_over_two_renew_batches(
 
     assert (result.looked_at, result.acted) == (5, 1)
     [short] = await book.sent(notices.RENEW_SHORT)
-    assert (short.partner_id, short.facts["count"], short.facts["channels"]) == (
-        poor, 4, "p1\np2\np3\np4"
+    assert isinstance(short.notice, notices.RenewFellShort)
+    assert (short.partner_id, short.facts["count"], [c.name for c in short.notice.channels]) == (
+        poor, 4, ["p1", "p2", "p3", "p4"]
     )
 
 
