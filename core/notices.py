@@ -284,7 +284,9 @@ def _build(cls: type[Any], data: object, where: str) -> Any:
     missing = [n for n in names if n not in data]
     unexpected = sorted(set(data) - set(names))
     if missing or unexpected:
-        raise _Bad(f"{where}: missing {missing}, unexpected {unexpected}")
+        problems = [f"{what} {', '.join(names)}" for what, names in
+                    (("missing", missing), ("unexpected", unexpected)) if names]
+        raise _Bad(f"{where}: {'; '.join(problems)}")
     hints = typing.get_type_hints(cls)
     return cls(**{n: _value(hints[n], data[n], f"{where}.{n}") for n in names})
 

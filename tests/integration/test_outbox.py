@@ -180,6 +180,42 @@ async def test_html_in_a_notice_reaches_the_chat_as_formatting(rig: Rig) -> None
     assert m.parse_mode == "HTML" and "bold" in {e["type"] for e in m.entities}
 
 
+async def test_a_notice_stored_by_the_first_version_is_delivered_as_it_read(rig: Rig) -> None:
+    pid = await rig.partner("Acme", (101,))
+    payload = '{"balance":5,"running":0,"runway":null,"threshold":10}'  # no "v": first version
+    await rig.store.write(
+        lambda lg: lg.add_notice("old", pid, notices.LOW_BALANCE, payload, T0)
+    )
+    await rig.dispatcher().run_once()
+
+    assert [m.text for m in rig.user(101).replies] == [LOW_TEXT]
+    assert await rig.statuses() == {"sent": 1}
+
+
+async def test_an_unreadable_notice_fails_visibly_and_the_others_go_out(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    pid = await rig.partner("Acme", (101,))
+    missing = '{"balance":5,"running":0,"runway":null,"v":2}'  # no threshold: never "0"
+    await rig.store.write(
+        lambda lg: lg.add_notice("bad", pid, notices.LOW_BALANCE, missing, T0)
+    )
+    await rig.notify(None)  # to support, readable
+    d = rig.dispatcher()
+
+    attempted = await d.run_once()
+    again = await d.run_once()
+
+    assert (attempted, again) == (3, 0)
+    assert rig.user(101).replies == [] and rig.sends_to(101) == 0
+    assert [m.text for m in rig.user(SUPPORT[0]).replies] == [LOW_TEXT]
+    status, attempts, _, error = await rig.delivery(101)
+    assert (status, attempts) == ("failed", 1)
+    assert error == "undecodable: low_balance: LowBalanceCrossed: missing threshold"
+    [record] = [r for r in caplog.records if r.name == "bot.outbox"]
+    assert record.levelname == "ERROR" and "key bad" in record.getMessage()
+
+
 async def test_messages_to_one_chat_go_a_second_apart_within_the_flood_limits(
     rig: Rig,
 ) -> None:
