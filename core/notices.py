@@ -266,29 +266,43 @@ class _Bad(Exception):
 
 def _plain(value: object) -> Any:
     """A notice or one of its values as JSON-ready data."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, datetime):
-        return value.isoformat()
     if isinstance(value, enum.Enum):
         return value.value
+    if value is None or isinstance(value, (str, int)):  # bool is an int
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
-    return value
+    # What is left in a notice is a dataclass (the notice itself, a ListedChannel).
+    return {name: _plain(getattr(value, name)) for name, _ in _fields(type(value))}
 
 
 def _build(cls: type[Any], data: object, where: str) -> Any:
     if not isinstance(data, dict):
         raise _Bad(f"{where}: expected an object")
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = _fields(cls)
+    names = [name for name, _ in fields]
     missing = [n for n in names if n not in data]
     unexpected = sorted(set(data) - set(names))
     if missing or unexpected:
         problems = [f"{what} {', '.join(names)}" for what, names in
                     (("missing", missing), ("unexpected", unexpected)) if names]
         raise _Bad(f"{where}: {'; '.join(problems)}")
-    hints = typing.get_type_hints(cls)
-    return cls(**{n: _value(hints[n], data[n], f"{where}.{n}") for n in names})
+    return cls(**{n: _value(hint, data[n], f"{where}.{n}") for n, hint in fields})
+
+
+_FIELDS: dict[type[Any], tuple[tuple[str, Any], ...]] = {}
+
+
+def _fields(cls: type[Any]) -> tuple[tuple[str, Any], ...]:
+    """(name, type) of each field; resolving the annotations (strings here) costs more than
+    a whole notice, so once per type."""
+    found = _FIELDS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        found = _FIELDS[cls] = tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
+    return found
 
 
 def _value(hint: Any, value: object, where: str) -> Any:
