@@ -286,8 +286,8 @@ def _build(cls: type[Any], data: object, where: str) -> Any:
     missing = [n for n in names if n not in data]
     unexpected = sorted(set(data) - set(names))
     if missing or unexpected:
-        problems = [f"{what} {', '.join(names)}" for what, names in
-                    (("missing", missing), ("unexpected", unexpected)) if names]
+        problems = [f"{what} {', '.join(which)}" for what, which in
+                    (("missing", missing), ("unexpected", unexpected)) if which]
         raise _Bad(f"{where}: {'; '.join(problems)}")
     return cls(**{n: _value(hint, data[n], f"{where}.{n}") for n, hint in fields})
 
