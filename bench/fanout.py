@@ -51,10 +51,9 @@ def queue(ledger: Ledger, n: int, at: datetime) -> None:
     for i in range(n):
         partner = ledger.add_partner(f"Fan {i}", "usd", 1000, 30, 1, at)
         ledger.save_member(Member(FIRST_USER + i, partner.id, Role.OWNER, at))
-        notices.notify(
-            ledger, at, f"bench:{i}", partner.id, notices.LOW_BALANCE,
-            balance=12, threshold=30, running=3, runway="2030-02-01T00:00:00+00:00",
-        )
+        notices.notify(ledger, at, f"bench:{i}", partner.id, notices.LowBalanceCrossed(
+            balance=12, threshold=30, running=3, runway=datetime(2030, 2, 1, tzinfo=UTC),
+        ))
 
 
 async def run(n: int, workdir: Path, deadline: float) -> dict[str, float]:

@@ -1,124 +1,187 @@
-"""How each queued notice reads (core queues facts; texts live here)."""
+"""How each queued notice reads (core queues typed notices; texts live here).
+
+One function per notice type; `text` dispatches on the type and ends in `assert_never`,
+so mypy fails if a notice type in core has no text here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, tzinfo
+from collections.abc import Sequence
+from datetime import tzinfo
+from typing import assert_never
 
 from bot.render import amount, date, days, esc
-from core import notices
 from core.model import Notice
-
-
-def _when(value: object, tz: tzinfo) -> str:
-    if not isinstance(value, str):
-        return "-"
-    return date(datetime.fromisoformat(value), tz)
-
-
-def render(notice: Notice, tz: tzinfo) -> str:
-    f = notices.facts(notice.payload)
-
-    def n(key: str) -> int:
-        value = f.get(key)
-        return value if isinstance(value, int) else 0
-    match notice.kind:
-        case notices.DAYS_CREDITED:
-            return f"{days(n('days'))} credited; balance {n('balance'):,} days."
-        case notices.DAYS_REFUNDED:
-            return (
-                f"A refund took {days(n('days'))} back (order #{n('order_id')}); "
-                f"balance {n('balance'):,} days."
-            )
-        case notices.REFUND_OVERDRAWN:
-            return (
-                f"Support: a refund of order #{n('order_id')} took {days(n('days'))} back "
-                f"from partner #{n('partner_id')}, whose balance is now {n('balance'):,} days "
-                "(below zero). /account " + str(n("partner_id"))
-            )
-        case notices.PAYMENT_MISMATCH:
-            return (
-                f"Support: order #{n('order_id')} of partner #{n('partner_id')} was paid "
-                f"{esc(str(f.get('paid')))} but the quote was {esc(str(f.get('expected')))}. "
-                "No days were credited; please check it in Stripe."
-            )
-        case notices.INVOICE_ISSUED:
-            period = f" for {esc(str(f['period']))}" if f.get("period") else ""
-            pay = f"\nPay here: {esc(str(f['url']))}" if f.get("url") else "\n/invoices has it."
-            return (
-                f"New invoice #{n('order_id')}{period}: {n('channels')} channels × 30 = "
-                f"{days(n('days'))}, {esc(str(f.get('amount')))}.{pay}"
-            )
-        case notices.SUBSCRIPTION_PAID:
-            return (
-                f"Subscription paid: <b>{esc(str(f.get('channel')))}</b> got {days(n('days'))}, "
-                f"active until {_when(f.get('until'), tz)}."
-            )
-        case notices.SUBSCRIPTION_ENDED:
-            return (
-                f"The subscription of <b>{esc(str(f.get('channel')))}</b> ended. It runs until "
-                f"{_when(f.get('until'), tz)}; then give it days with /allocate or /autorenew."
-            )
-    return _scheduled(notice.kind, f, n, tz) or f"Notice: {esc(notice.kind)}"
-
+from core.notices import (
+    AnyNotice,
+    ChannelsExpiring,
+    ChannelsRenewed,
+    DaysCredited,
+    DaysRefunded,
+    InvoiceIssued,
+    InvoiceOverdue,
+    InvoiceUnpaid,
+    ListedChannel,
+    LowBalanceCrossed,
+    PaymentMismatched,
+    RefundOverdrawn,
+    RenewFellShort,
+    SubscriptionEnded,
+    SubscriptionPaid,
+    decode,
+)
 
 SHOWN = 20  # channels named in one message; the rest are counted
 
 
-def _names(f: dict[str, str | int | None], tz: tzinfo, *, dated: bool = False) -> str:
-    rows = [r for r in str(f.get("channels") or "").split("\n") if r]
+def render(stored: Notice, tz: tzinfo) -> str:
+    """The text of a stored notice; raises NoticeUndecodable if it cannot be read back."""
+    return text(decode(stored.kind, stored.payload), tz)
+
+
+def text(notice: AnyNotice, tz: tzinfo) -> str:
+    match notice:
+        case DaysCredited():
+            return _days_credited(notice)
+        case DaysRefunded():
+            return _days_refunded(notice)
+        case RefundOverdrawn():
+            return _refund_overdrawn(notice)
+        case PaymentMismatched():
+            return _payment_mismatched(notice)
+        case InvoiceIssued():
+            return _invoice_issued(notice)
+        case SubscriptionPaid():
+            return _subscription_paid(notice, tz)
+        case SubscriptionEnded():
+            return _subscription_ended(notice, tz)
+        case LowBalanceCrossed():
+            return _low_balance_crossed(notice, tz)
+        case ChannelsExpiring():
+            return _channels_expiring(notice, tz)
+        case ChannelsRenewed():
+            return _channels_renewed(notice, tz)
+        case RenewFellShort():
+            return _renew_fell_short(notice, tz)
+        case InvoiceUnpaid():
+            return _invoice_unpaid(notice)
+        case InvoiceOverdue():
+            return _invoice_overdue(notice)
+        case _:
+            assert_never(notice)
+
+
+def _days_credited(n: DaysCredited) -> str:
+    return f"{days(n.days)} credited; balance {n.balance:,} days."
+
+
+def _days_refunded(n: DaysRefunded) -> str:
+    return (
+        f"A refund took {days(n.days)} back (order #{n.order_id}); "
+        f"balance {n.balance:,} days."
+    )
+
+
+def _refund_overdrawn(n: RefundOverdrawn) -> str:
+    return (
+        f"Support: a refund of order #{n.order_id} took {days(n.days)} back "
+        f"from partner #{n.partner_id}, whose balance is now {n.balance:,} days "
+        f"(below zero). /account {n.partner_id}"
+    )
+
+
+def _payment_mismatched(n: PaymentMismatched) -> str:
+    # The paid amount is quoted as Stripe reported it (minor units), as support sees it there.
+    paid = f"{n.paid_amount} {n.paid_currency}"
+    expected = amount(n.expected_amount, n.expected_currency)
+    return (
+        f"Support: order #{n.order_id} of partner #{n.partner_id} was paid "
+        f"{esc(paid)} but the quote was {esc(expected)}. "
+        "No days were credited; please check it in Stripe."
+    )
+
+
+def _invoice_issued(n: InvoiceIssued) -> str:
+    period = f" for {esc(n.period)}" if n.period else ""
+    pay = f"\nPay here: {esc(n.url)}" if n.url else "\n/invoices has it."
+    return (
+        f"New invoice #{n.order_id}{period}: {n.channels} channels × 30 = "
+        f"{days(n.days)}, {esc(amount(n.amount, n.currency))}.{pay}"
+    )
+
+
+def _subscription_paid(n: SubscriptionPaid, tz: tzinfo) -> str:
+    return (
+        f"Subscription paid: <b>{esc(n.channel)}</b> got {days(n.days)}, "
+        f"active until {date(n.until, tz)}."
+    )
+
+
+def _subscription_ended(n: SubscriptionEnded, tz: tzinfo) -> str:
+    return (
+        f"The subscription of <b>{esc(n.channel)}</b> ended. It runs until "
+        f"{date(n.until, tz)}; then give it days with /allocate or /autorenew."
+    )
+
+
+def _low_balance_crossed(n: LowBalanceCrossed, tz: tzinfo) -> str:
+    until = (
+        f"At this rate the balance keeps your running channels going until "
+        f"{date(n.runway, tz)}." if n.runway else "No channel is drawing on it now."
+    )
+    return (
+        f"Low balance: {n.balance:,} days left, below your alert at "
+        f"{days(n.threshold)}. {until}\nBuy days: /topup"
+    )
+
+
+def _channels_expiring(n: ChannelsExpiring, tz: tzinfo) -> str:
+    head = (
+        f"{n.count} channel(s) expired:" if n.stage == 0
+        else f"{n.count} channel(s) expire within {days(n.stage)}:"
+    )
+    names = _names(n.channels, n.count, tz, detailed=True)
+    return f"{head}\n{names}\nGive days: /allocate CHANNEL DAYS"
+
+
+def _channels_renewed(n: ChannelsRenewed, tz: tzinfo) -> str:
+    names = _names(n.channels, n.count, tz, detailed=False)
+    return f"Auto-renew: {n.count} channel(s) extended by 30 days.\n{names}"
+
+
+def _renew_fell_short(n: RenewFellShort, tz: tzinfo) -> str:
+    return (
+        f"Auto-renew could not extend {n.count} channel(s): they need "
+        f"{days(n.needed)} and the balance has {n.balance:,}.\n"
+        f"{_names(n.channels, n.count, tz, detailed=False)}\nBuy days: /topup"
+    )
+
+
+def _invoice_unpaid(n: InvoiceUnpaid) -> str:
+    pay = f"\nPay here: {esc(n.url)}" if n.url else ""
+    return (
+        f"Reminder: invoice #{n.order_id} "
+        f"({amount(n.amount, n.currency)}) is still unpaid.{pay}"
+    )
+
+
+def _invoice_overdue(n: InvoiceOverdue) -> str:
+    return (
+        f"Invoice #{n.order_id} of partner #{n.partner_id} "
+        f"({amount(n.amount, n.currency)}) is overdue. /invoices"
+    )
+
+
+def _names(
+    channels: Sequence[ListedChannel], count: int, tz: tzinfo, *, detailed: bool
+) -> str:
+    """The first SHOWN channels, one a line; `detailed` adds each one's end and auto-renew
+    (the renewal notices list only auto-renew channels, so they name them alone)."""
     lines = []
-    for row in rows[:SHOWN]:
-        name, _, rest = row.partition("|")
-        until, _, renew = rest.partition("|")
-        when = f" ({_when(until, tz)})" if dated and until else ""
-        auto = ", auto-renew on" if renew == "1" else ""
-        lines.append(f"• <b>{esc(name)}</b>{when}{auto}")
-    count = f.get("count")
-    extra = count - len(lines) if isinstance(count, int) else 0
-    if extra > 0:
-        lines.append(f"… and {extra} more: /channels")
+    for c in channels[:SHOWN]:
+        when = f" ({date(c.until, tz)})" if detailed and c.until else ""
+        auto = ", auto-renew on" if detailed and c.auto_renew else ""
+        lines.append(f"• <b>{esc(c.name)}</b>{when}{auto}")
+    if count > len(lines):
+        lines.append(f"… and {count - len(lines)} more: /channels")
     return "\n".join(lines)
-
-
-def _scheduled(
-    kind: str, f: dict[str, str | int | None], n: Callable[[str], int], tz: tzinfo
-) -> str | None:
-    match kind:
-        case notices.LOW_BALANCE:
-            runway = f.get("runway")
-            until = (
-                f"At this rate the balance keeps your running channels going until "
-                f"{_when(runway, tz)}." if runway else "No channel is drawing on it now."
-            )
-            return (
-                f"Low balance: {n('balance'):,} days left, below your alert at "
-                f"{days(n('threshold'))}. {until}\nBuy days: /topup"
-            )
-        case notices.EXPIRY:
-            stage = n("stage")
-            head = (
-                f"{n('count')} channel(s) expired:" if stage == 0
-                else f"{n('count')} channel(s) expire within {days(stage)}:"
-            )
-            return f"{head}\n{_names(f, tz, dated=True)}\nGive days: /allocate CHANNEL DAYS"
-        case notices.RENEWED:
-            return f"Auto-renew: {n('count')} channel(s) extended by 30 days.\n{_names(f, tz)}"
-        case notices.RENEW_SHORT:
-            return (
-                f"Auto-renew could not extend {n('count')} channel(s): they need "
-                f"{days(n('needed'))} and the balance has {n('balance'):,}.\n"
-                f"{_names(f, tz)}\nBuy days: /topup"
-            )
-        case notices.INVOICE_REMINDER:
-            pay = f"\nPay here: {esc(str(f['url']))}" if f.get("url") else ""
-            return (
-                f"Reminder: invoice #{n('order_id')} "
-                f"({amount(n('amount'), str(f.get('currency')))}) is still unpaid.{pay}"
-            )
-        case notices.INVOICE_OVERDUE:
-            return (
-                f"Invoice #{n('order_id')} of partner #{n('partner_id')} "
-                f"({amount(n('amount'), str(f.get('currency')))}) is overdue. /invoices"
-            )
-    return None

@@ -31,6 +31,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from bot.notices import render
 from core.days import utc
 from core.model import Delivery
+from core.notices import NoticeUndecodable
 from core.partners import set_member_reachable
 from core.ports import Clock, Store
 
@@ -95,10 +96,21 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
 
     async def _send(self, delivery: Delivery) -> None:
+        try:
+            text = render(delivery.notice, self.tz)
+        except NoticeUndecodable as exc:
+            # A payload no version wrote: retrying cannot help and guessing (say, a 0)
+            # would tell people something false. Support finds it as a failed delivery.
+            log.error(
+                "outbox: notice %s (key %s) cannot be read, not sent: %s",
+                delivery.notice.id, delivery.notice.key, exc,
+            )
+            await self._finish(delivery, sent=False, error=f"undecodable: {exc}")
+            return
         await self._pace.slot()
         self._last_to[delivery.user_id] = self.monotonic()
         try:
-            await self.bot.send_message(delivery.user_id, render(delivery.notice, self.tz))
+            await self.bot.send_message(delivery.user_id, text)
         except Forbidden as exc:
             now = self.clock.now()
             await self._finish(delivery, sent=False, error=f"forbidden: {exc.message}")

@@ -27,9 +27,10 @@ def apply_alert_state(
         ledger.set_alert_state(partner.id, True, crossing, now)
         runway = runway_until(state.balance, running, now)
         notices.notify(
-            ledger, now, f"low:{partner.id}:{crossing}", partner.id, notices.LOW_BALANCE,
-            balance=state.balance, threshold=partner.low_balance_days,
-            running=len(running), runway=None if runway is None else runway.isoformat(),
+            ledger, now, f"low:{partner.id}:{crossing}", partner.id, notices.LowBalanceCrossed(
+                balance=state.balance, threshold=partner.low_balance_days,
+                running=len(running), runway=runway,
+            ),
         )
         return True
     if not low and state.below:

@@ -220,8 +220,8 @@ def credit_subscription_period(
         )
         ledger.update_channel(replace(channel, active_until=until))
         notices.notify(
-            ledger, now, f"period:{period_ref}", channel.partner_id, notices.SUBSCRIPTION_PAID,
-            channel=channel.name, days=days, until=until.isoformat(),
+            ledger, now, f"period:{period_ref}", channel.partner_id,
+            notices.SubscriptionPaid(channel=channel.name, days=days, until=until),
         )
         return SubscriptionPeriodPaid(
             channel.partner_id, channel.id, channel.name, days, until, transfer.id

@@ -202,7 +202,7 @@ class Notice:
     key: str  # dedupe: one notice per key, however often the cause is replayed
     partner_id: int | None  # None: for support staff
     kind: str
-    payload: str  # JSON of the facts the text needs
+    payload: str  # a typed notice as core.notices.encode writes it (decode reads it back)
     created_at: datetime
 
 

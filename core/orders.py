@@ -188,8 +188,9 @@ def credit_paid_order(
         )
         balance = ledger.balance(partner_account(order.partner_id))
         notices.notify(
-            ledger, now, f"credited:{order.id}", order.partner_id, notices.DAYS_CREDITED,
-            order_id=order.id, days=order.days, balance=balance, order_kind=order.kind.value,
+            ledger, now, f"credited:{order.id}", order.partner_id, notices.DaysCredited(
+                order_id=order.id, order_kind=order.kind, days=order.days, balance=balance,
+            ),
         )
         return OrderCredited(order.partner_id, order.id, order.days, balance, transfer.id)
 
@@ -231,13 +232,14 @@ def refund_order(
         ledger.update_order(replace(order, refunded_days=due))
         balance = ledger.balance(account)
         notices.notify(
-            ledger, now, f"refunded:{order.id}:{due}", order.partner_id, notices.DAYS_REFUNDED,
-            order_id=order.id, days=take, balance=balance,
+            ledger, now, f"refunded:{order.id}:{due}", order.partner_id,
+            notices.DaysRefunded(order_id=order.id, days=take, balance=balance),
         )
         if balance < 0:
             notices.notify(
-                ledger, now, f"overdrawn:{order.id}:{due}", None, notices.REFUND_OVERDRAWN,
-                partner_id=order.partner_id, order_id=order.id, days=take, balance=balance,
+                ledger, now, f"overdrawn:{order.id}:{due}", None, notices.RefundOverdrawn(
+                    partner_id=order.partner_id, order_id=order.id, days=take, balance=balance,
+                ),
             )
         return OrderRefunded(order.partner_id, order.id, take, balance, transfer.id)
 

@@ -101,9 +101,11 @@ def apply_session(ledger: Ledger, now: datetime, state: SessionState, actor: str
     except PaymentMismatch as exc:
         notices.notify(
             ledger, now, f"mismatch:{order.id}:{state.provider_ref}", None,
-            notices.PAYMENT_MISMATCH, partner_id=order.partner_id, order_id=order.id,
-            expected=money.format_amount(exc.expected_amount, exc.expected_currency),
-            paid=f"{state.amount_total} {state.currency}",
+            notices.PaymentMismatched(
+                partner_id=order.partner_id, order_id=order.id,
+                expected_amount=exc.expected_amount, expected_currency=exc.expected_currency,
+                paid_amount=state.amount_total, paid_currency=state.currency,
+            ),
         )
         return "mismatch"
     except OrderNotPayable:
@@ -180,10 +182,9 @@ def end_subscription(ledger: Ledger, now: datetime, subscription_ref: str, actor
         now, actor, "subscription.ended", channel.partner_id,
         f"channel={channel.id} subscription={subscription_ref}",
     )
-    until = channel.active_until.isoformat() if channel.active_until else None
     notices.notify(
         ledger, now, f"sub-ended:{subscription_ref}", channel.partner_id,
-        notices.SUBSCRIPTION_ENDED, channel=channel.name, until=until,
+        notices.SubscriptionEnded(channel=channel.name, until=channel.active_until),
     )
     return "ended"
 
@@ -326,12 +327,14 @@ class PaymentService:
         the order and its link followed by one that links it, tell each once."""
         now = self.clock.now()
         key = f"invoice:{order.id}" + ("" if order.url is not None else ":unlinked")
-        await self.store.write(lambda lg: notices.notify(
-            lg, now, key, order.partner_id, notices.INVOICE_ISSUED,
+        assert order.channels is not None  # an invoice is sized by its channel count
+        issued = notices.InvoiceIssued(
             order_id=order.id, days=order.days, channels=order.channels,
-            amount=money.format_amount(order.amount, order.currency),
-            period=order.period, url=order.url,
-        ))
+            amount=order.amount, currency=order.currency, period=order.period, url=order.url,
+        )
+        await self.store.write(
+            lambda lg: notices.notify(lg, now, key, order.partner_id, issued)
+        )
 
     async def ensure_link(self, order: PaymentOrder) -> PaymentOrder:
         """An open invoice whose link could not be made before: try again."""

@@ -9,7 +9,7 @@ so a re-run, a restart half-way or two processes racing do nothing twice.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -62,6 +62,16 @@ def expiry_stage(channel: Channel, now: datetime) -> int:
     return next(s for s in sorted(EXPIRY_STAGES) if left <= s * DAY)
 
 
+def _listed(chans: list[Channel]) -> tuple[notices.ListedChannel, ...]:
+    """The first MAX_LISTED channels as a notice names them (the notice counts them all)."""
+    return tuple(
+        notices.ListedChannel(
+            c.name, None if c.active_until is None else utc(c.active_until), c.auto_renew
+        )
+        for c in chans[:MAX_LISTED]
+    )
+
+
 def _expiry(ledger: Ledger, now: datetime) -> SweepResult:
     window = ledger.channels_expiring(now - EXPIRED_GRACE, now + max(EXPIRY_STAGES) * DAY)
     wanted = [(c.id, c.active_until, expiry_stage(c, now)) for c in window if c.active_until]
@@ -72,17 +82,11 @@ def _expiry(ledger: Ledger, now: datetime) -> SweepResult:
         channel = by_id[channel_id]
         grouped[(channel.partner_id, stage)].append(channel)
     for (partner_id, stage), chans in grouped.items():
-        listed = [
-            f"{c.name}|{utc(c.active_until).isoformat()}|{int(c.auto_renew)}"
-            for c in chans[:MAX_LISTED]
-            if c.active_until
-        ]
         # One message per partner and stage; the warnings table keeps each channel's
         # warning unique, so this key only has to be unique per run.
         notices.notify(
             ledger, now, f"expiry:{partner_id}:{stage}:{chans[0].id}:{utc(now).isoformat()}",
-            partner_id, notices.EXPIRY, stage=stage, count=len(chans),
-            channels="\n".join(listed),
+            partner_id, notices.ChannelsExpiring(stage, len(chans), _listed(chans)),
         )
     return SweepResult("expiry", len(window), len(new), f"{len(grouped)} messages queued")
 
@@ -116,21 +120,20 @@ def _renew_batch(
         except NotFound:
             continue  # deleted since the list was read
         if not done.replayed:
-            renewed[channel.partner_id].append(channel)
+            renewed[channel.partner_id].append(replace(channel, active_until=done.active_until))
     day = f"{utc(now):%Y-%m-%d}"
     for partner_id, chans in renewed.items():
         notices.notify(
             ledger, now, f"renewed:{partner_id}:{chans[0].id}:{utc(now).isoformat()}",
-            partner_id, notices.RENEWED, count=len(chans),
-            channels="\n".join(c.name for c in chans[:MAX_LISTED]),
+            partner_id, notices.ChannelsRenewed(len(chans), _listed(chans)),
         )
     for partner_id, chans in short.items():
         # One alert per partner and day, listing what could not be renewed.
         notices.notify(
-            ledger, now, f"renew-short:{partner_id}:{day}", partner_id, notices.RENEW_SHORT,
-            count=len(chans), needed=len(chans) * channels.RENEWAL_DAYS,
-            balance=ledger.balance(f"partner:{partner_id}"),
-            channels="\n".join(c.name for c in chans[:MAX_LISTED]),
+            ledger, now, f"renew-short:{partner_id}:{day}", partner_id, notices.RenewFellShort(
+                count=len(chans), needed=len(chans) * channels.RENEWAL_DAYS,
+                balance=ledger.balance(f"partner:{partner_id}"), channels=_listed(chans),
+            ),
         )
     return sum(len(c) for c in renewed.values()), short
 
@@ -168,20 +171,20 @@ def _reminders(
     remind = ledger.invoices_to_remind(now - remind_after)
     for order in remind:
         notices.notify(
-            ledger, now, f"remind:{order.id}", order.partner_id, notices.INVOICE_REMINDER,
-            order_id=order.id, amount=order.amount, currency=order.currency, url=order.url,
+            ledger, now, f"remind:{order.id}", order.partner_id, notices.InvoiceUnpaid(
+                order_id=order.id, amount=order.amount, currency=order.currency, url=order.url,
+            ),
         )
     ledger.mark_invoices([o.id for o in remind], "reminded_at", now)
     overdue = ledger.invoices_to_flag_overdue(now - overdue_after)
     for order in overdue:
-        facts: dict[str, str | int | None] = {
-            "order_id": order.id, "partner_id": order.partner_id, "amount": order.amount,
-            "currency": order.currency, "url": order.url,
-        }
-        notices.notify(ledger, now, f"overdue:{order.id}", None, notices.INVOICE_OVERDUE, **facts)
+        overdue_notice = notices.InvoiceOverdue(
+            order_id=order.id, partner_id=order.partner_id, amount=order.amount,
+            currency=order.currency, url=order.url,
+        )
+        notices.notify(ledger, now, f"overdue:{order.id}", None, overdue_notice)
         notices.notify(
-            ledger, now, f"overdue-member:{order.id}", order.partner_id,
-            notices.INVOICE_OVERDUE, **facts,
+            ledger, now, f"overdue-member:{order.id}", order.partner_id, overdue_notice
         )
         ledger.record_event(
             now, "scheduler:reminders", "invoice.overdue", order.partner_id, f"order={order.id}"

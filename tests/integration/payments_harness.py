@@ -31,6 +31,7 @@ from typing import Any
 
 import aiohttp
 
+from core import notices
 from core.model import OrderStatus, Partner, PaymentOrder, partner_account
 from core.payments import PaymentService
 from core.policy import BillingPolicy
@@ -92,7 +93,8 @@ class Snapshot:
 class Notice:
     partner_id: int | None  # None: for support staff
     kind: str
-    facts: Json
+    facts: Json  # the stored payload
+    notice: notices.AnyNotice  # the payload decoded
 
 
 class PaymentsHarness:
@@ -237,7 +239,7 @@ class PaymentsHarness:
         rows = await self.store.execute_raw(
             "SELECT partner_id, kind, payload FROM notices ORDER BY id"
         )
-        found = [Notice(r[0], r[1], json.loads(r[2])) for r in rows]
+        found = [Notice(r[0], r[1], json.loads(r[2]), notices.decode(r[1], r[2])) for r in rows]
         return [n for n in found if kind is None or n.kind == kind]
 
     async def deliveries(self, support_ids: Iterable[int] = ()) -> list[tuple[int, str]]:

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecatio
 
 T0 = datetime(2030, 1, 14, 9, 30, tzinfo=UTC)
 SUPPORT = (900, 901)
-LOW = {"balance": 5, "threshold": 10, "running": 0, "runway": None}
+LOW = notices.LowBalanceCrossed(balance=5, threshold=10, running=0, runway=None)
 LOW_TEXT = (
     "Low balance: 5 days left, below your alert at 10 days. No channel is drawing on it "
     "now.\nBuy days: /topup"
@@ -78,12 +78,10 @@ class Rig:
             self.tg.user(u, f"U{u}", started=True)
         return pid
 
-    async def notify(self, to: int | None, kind: str = notices.LOW_BALANCE, **facts: Any) -> None:
+    async def notify(self, to: int | None, notice: notices.AnyNotice = LOW) -> None:
         self.keys += 1
         key, now = f"test:{self.keys}", self.clock.now()
-        await self.store.write(
-            lambda lg: notices.notify(lg, now, key, to, kind, **(facts or LOW))
-        )
+        await self.store.write(lambda lg: notices.notify(lg, now, key, to, notice))
 
     def user(self, user_id: int) -> FakeUser:
         return self.tg.user(user_id)
@@ -153,8 +151,9 @@ async def test_a_notice_reaches_every_reachable_member_and_support_once(rig: Rig
     await rig.partner("Beta", (201,))
     await rig.billing.set_member_reachable(103, False, "test")
     await rig.notify(pid)
-    await rig.notify(None, notices.INVOICE_OVERDUE, order_id=7, partner_id=pid, amount=1500,
-                     currency="usd", url=None)
+    await rig.notify(None, notices.InvoiceOverdue(
+        order_id=7, partner_id=pid, amount=1500, currency="usd", url=None
+    ))
     d = rig.dispatcher()
 
     first = await d.run_once()
@@ -172,13 +171,49 @@ async def test_a_notice_reaches_every_reachable_member_and_support_once(rig: Rig
 
 async def test_html_in_a_notice_reaches_the_chat_as_formatting(rig: Rig) -> None:
     pid = await rig.partner("Acme", (101,))
-    await rig.notify(pid, notices.EXPIRY, stage=1, count=1,
-                     channels="<shop> & co|2030-01-15T09:30:00+00:00|1")
+    shop = notices.ListedChannel("<shop> & co", datetime(2030, 1, 15, 9, 30, tzinfo=UTC), True)
+    await rig.notify(pid, notices.ChannelsExpiring(stage=1, count=1, channels=(shop,)))
     await rig.dispatcher().run_once()
 
     [m] = rig.user(101).replies
     assert m.text.splitlines()[1] == "• <shop> & co (2030-01-15), auto-renew on"
     assert m.parse_mode == "HTML" and "bold" in {e["type"] for e in m.entities}
+
+
+async def test_a_notice_stored_by_the_first_version_is_delivered_as_it_read(rig: Rig) -> None:
+    pid = await rig.partner("Acme", (101,))
+    payload = '{"balance":5,"running":0,"runway":null,"threshold":10}'  # no "v": first version
+    await rig.store.write(
+        lambda lg: lg.add_notice("old", pid, notices.LOW_BALANCE, payload, T0)
+    )
+    await rig.dispatcher().run_once()
+
+    assert [m.text for m in rig.user(101).replies] == [LOW_TEXT]
+    assert await rig.statuses() == {"sent": 1}
+
+
+async def test_an_unreadable_notice_fails_visibly_and_the_others_go_out(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    pid = await rig.partner("Acme", (101,))
+    missing = '{"balance":5,"running":0,"runway":null,"v":2}'  # no threshold: never "0"
+    await rig.store.write(
+        lambda lg: lg.add_notice("bad", pid, notices.LOW_BALANCE, missing, T0)
+    )
+    await rig.notify(None)  # to support, readable
+    d = rig.dispatcher()
+
+    attempted = await d.run_once()
+    again = await d.run_once()
+
+    assert (attempted, again) == (3, 0)
+    assert rig.user(101).replies == [] and rig.sends_to(101) == 0
+    assert [m.text for m in rig.user(SUPPORT[0]).replies] == [LOW_TEXT]
+    status, attempts, _, error = await rig.delivery(101)
+    assert (status, attempts) == ("failed", 1)
+    assert error == "undecodable: low_balance: LowBalanceCrossed: missing threshold"
+    [record] = [r for r in caplog.records if r.name == "bot.outbox"]
+    assert record.levelname == "ERROR" and "key bad" in record.getMessage()
 
 
 async def test_messages_to_one_chat_go_a_second_apart_within_the_flood_limits(
@@ -325,7 +360,7 @@ async def test_a_member_who_unblocks_and_writes_again_gets_notices_again(
         await h.drain(acme.owner)
         await acme.owner.block_bot()
         await h.store.write(lambda lg: notices.notify(
-            lg, h.clock.now(), "n1", acme.id, notices.LOW_BALANCE, **LOW
+            lg, h.clock.now(), "n1", acme.id, LOW
         ))
         await d.run_once()
         assert (await h.billing.member(101)).unreachable  # type: ignore[union-attr]
@@ -333,7 +368,7 @@ async def test_a_member_who_unblocks_and_writes_again_gets_notices_again(
         await acme.owner.unblock_bot()
         await h.ask(acme.owner, "/balance")
         await h.store.write(lambda lg: notices.notify(
-            lg, h.clock.now(), "n2", acme.id, notices.LOW_BALANCE, **LOW
+            lg, h.clock.now(), "n2", acme.id, LOW
         ))
         await d.run_once()
 

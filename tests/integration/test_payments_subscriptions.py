@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from core import notices
 from core.errors import InvalidInput, PaymentUnavailable
 from core.model import ChannelBilling, OrderKind, OrderStatus, Partner, PaymentOrder, TransferKind
 from core.payments import annual_price
@@ -164,7 +165,7 @@ async def test_cancelling_keeps_the_channel_running_until_active_until(
     assert await h.balance(acme.id) == BALANCE
     [ended] = await h.notices("subscription_ended")
     assert ended.partner_id == acme.id
-    assert ended.facts == {"channel": "shop", "until": until.isoformat()}
+    assert ended.notice == notices.SubscriptionEnded(channel="shop", until=until)
     # The channel may be subscribed again.
     again = await h.payments.start_subscription(acme.id, "shop", "year", "user:101")
     assert again.status is OrderStatus.OPEN and again.url is not None

@@ -14,7 +14,7 @@ from typing import Literal
 
 import pytest
 
-from core import money
+from core import money, notices
 from core.errors import InvalidInput, PaymentUnavailable
 from core.model import CheckoutMode, CheckoutRequest, OrderKind, OrderStatus, TransferKind
 from payments.stripe_gateway import idempotency_key
@@ -99,8 +99,9 @@ async def test_topup_goes_from_quote_to_credited_balance(h: PaymentsHarness) -> 
     # The members are told, through the outbox.
     [notice] = await h.notices("days_credited")
     assert notice.partner_id == acme.id
-    assert notice.facts == {"order_id": order.id, "days": 45, "balance": 45,
-                            "order_kind": "topup"}
+    assert notice.notice == notices.DaysCredited(
+        order_id=order.id, order_kind=OrderKind.TOPUP, days=45, balance=45
+    )
     assert (MEMBER, "days_credited") in await h.deliveries()
     await h.verify()
 
@@ -258,8 +259,9 @@ async def test_refund_after_allocation_takes_the_days_back_below_zero(
     assert shop.active_until == h.clock.now() + timedelta(days=50)
     [overdrawn] = await h.notices("refund_overdrawn")
     assert overdrawn.partner_id is None
-    assert overdrawn.facts == {"partner_id": acme.id, "order_id": order_id, "days": 60,
-                               "balance": -50}
+    assert overdrawn.notice == notices.RefundOverdrawn(
+        partner_id=acme.id, order_id=order_id, days=60, balance=-50
+    )
     [told] = await h.notices("days_refunded")
     assert told.partner_id == acme.id
     await h.verify()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core import notices
 from core.errors import PaymentUnavailable
 from core.jobs import InvoiceRun, run_invoices
 from core.model import CheckoutLink, CheckoutRequest, SessionState
@@ -58,7 +59,8 @@ class Sent:
     key: str
     partner_id: int | None
     kind: str
-    facts: dict[str, Any]
+    facts: dict[str, Any]  # the stored payload
+    notice: notices.AnyNotice  # the payload decoded
 
 
 class Book:
@@ -125,7 +127,8 @@ class Book:
             "SELECT key, partner_id, kind, payload FROM notices ORDER BY id"
         )
         return [
-            Sent(r[0], r[1], r[2], json.loads(r[3])) for r in rows if kind is None or r[2] == kind
+            Sent(r[0], r[1], r[2], json.loads(r[3]), notices.decode(r[2], r[3]))
+            for r in rows if kind is None or r[2] == kind
         ]
 
     async def count(self, sql: str, *args: Any) -> int:

@@ -78,8 +78,9 @@ async def test_a_channel_given_days_is_warned_again_for_its_new_expiry(book: Boo
 
     sent = await book.sent(notices.EXPIRY)
     assert [n.facts["stage"] for n in sent] == [3, 3]
-    assert [n.facts["channels"] for n in sent] == [
-        f"shop|{(T0 + 3 * DAY).isoformat()}|0", f"shop|{(T0 + 8 * DAY).isoformat()}|0"
+    assert [n.notice for n in sent] == [
+        notices.ChannelsExpiring(3, 1, (notices.ListedChannel("shop", T0 + 3 * DAY, False),)),
+        notices.ChannelsExpiring(3, 1, (notices.ListedChannel("shop", T0 + 8 * DAY, False),)),
     ]
 
 
@@ -109,7 +110,8 @@ async def test_expiry_sends_one_message_per_partner_and_stage_within_telegram_li
     assert sorted(by_partner) == [(pid, 3), (other, 1)]
     big = by_partner[(pid, 3)]
     assert big.facts["count"] == 70
-    assert len(str(big.facts["channels"]).splitlines()) == sweeps.MAX_LISTED
+    assert isinstance(big.notice, notices.ChannelsExpiring)
+    assert len(big.notice.channels) == sweeps.MAX_LISTED
     text = render(Notice(1, big.key, pid, big.kind, json.dumps(big.facts), T0), UTC)
     assert len(text) <= 4096
     assert text.rstrip().splitlines()[-2] == "… and 50 more: /channels"

@@ -36,9 +36,9 @@ async def test_auto_renew_extends_by_30_days_from_the_balance_once(book: Book) -
     assert chans["manual"].active_until == T0 + DAY
     assert await book.balance(pid) == 70
     [renewed] = await book.sent(notices.RENEWED)
-    assert (renewed.partner_id, renewed.facts["count"], renewed.facts["channels"]) == (
-        pid, 1, "shop"
-    )
+    assert (renewed.partner_id, renewed.notice) == (pid, notices.ChannelsRenewed(
+        1, (notices.ListedChannel("shop", T0 + 32 * DAY, True),)
+    ))
     await book.verify()
 
 
@@ -56,7 +56,10 @@ async def test_one_alert_lists_the_channels_the_balance_cannot_renew(book: Book)
     assert await book.balance(pid) == 10
     [short] = await book.sent(notices.RENEW_SHORT)
     assert (short.facts["count"], short.facts["needed"], short.facts["balance"]) == (2, 60, 10)
-    assert short.facts["channels"] == "b\nc"
+    assert isinstance(short.notice, notices.RenewFellShort)
+    assert short.notice.channels == tuple(
+        notices.ListedChannel(name, T0 + DAY, True) for name in ("b", "c")
+    )
 
 
 async def test_a_partner_is_never_split_over_two_renew_batches(
@@ -74,8 +77,9 @@ async def test_a_partner_is_never_split_over_two_renew_batches(
 
     assert (result.looked_at, result.acted) == (5, 1)
     [short] = await book.sent(notices.RENEW_SHORT)
-    assert (short.partner_id, short.facts["count"], short.facts["channels"]) == (
-        poor, 4, "p1\np2\np3\np4"
+    assert isinstance(short.notice, notices.RenewFellShort)
+    assert (short.partner_id, short.facts["count"], [c.name for c in short.notice.channels]) == (
+        poor, 4, ["p1", "p2", "p3", "p4"]
     )
 
 
