@@ -157,6 +157,7 @@ class BillingService:
     refund_order = writes(orders.refund_order)
 
     summary = looks_up(queries.account_summary)
+    account_view = reads(queries.account_view)
     channel_views = reads(queries.channel_views)
 
     # partners, members, invites -------------------------------------------------
