@@ -4,11 +4,11 @@ Created once at start-up with the store, the clock and the policy; the bot, the 
 the webhook and the scheduler all go through it.
 
 Most use cases in core are functions ``f(ledger, now, *args)``: the service runs one in a
-store transaction at the clock's now (:meth:`BillingService.write`, ``read``, ``lookup``),
-and its table below names them (``allocate_days = writes(channels.allocate_days)``), so a
-caller writes ``await billing.allocate_days(partner_id, name, days, actor, key)`` and mypy
-checks those arguments against the core function's own signature. Methods written out in
-full are the ones that add something: a policy, a generated code, several reads at once.
+store transaction at the clock's now (:meth:`BillingService.run`), and its table below
+names them (``allocate_days = writes(channels.allocate_days)``), so a caller writes
+``await billing.allocate_days(partner_id, name, days, actor, key)`` and mypy checks those
+arguments against the core function's own signature. Methods written out in full are the
+ones that add something: a policy, a generated code, several reads at once.
 """
 
 from __future__ import annotations
