@@ -67,9 +67,11 @@ class UseCase(Generic[P, T]):
     parameters after ``ledger, now`` (a ParamSpec, so mypy checks every call).
     """
 
-    def __init__(self, trip: Trip, run: Callable[Concatenate[Ledger, datetime, P], T]) -> None:
+    def __init__(
+        self, trip: Trip, function: Callable[Concatenate[Ledger, datetime, P], T]
+    ) -> None:
         self.trip = trip
-        self.run = run
+        self.function = function
 
     @overload
     def __get__(self, service: None, owner: type[Any]) -> UseCase[P, T]: ...
@@ -82,29 +84,29 @@ class UseCase(Generic[P, T]):
     ) -> UseCase[P, T] | Callable[P, Awaitable[T]]:
         if service is None:
             return self
-        trip, run = self.trip, self.run
+        trip, function = self.trip, self.function
 
         async def call(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await service.run(trip, run, *args, **kwargs)
+            return await service.run(trip, function, *args, **kwargs)
 
-        call.__name__ = call.__qualname__ = getattr(run, "__name__", "use_case")
-        call.__doc__ = run.__doc__
+        call.__name__ = call.__qualname__ = getattr(function, "__name__", "use_case")
+        call.__doc__ = function.__doc__
         return call
 
 
-def writes(run: Callable[Concatenate[Ledger, datetime, P], T]) -> UseCase[P, T]:
+def writes(function: Callable[Concatenate[Ledger, datetime, P], T]) -> UseCase[P, T]:
     """A use case that changes the ledger: one write transaction."""
-    return UseCase(Trip.WRITE, run)
+    return UseCase(Trip.WRITE, function)
 
 
-def reads(run: Callable[Concatenate[Ledger, datetime, P], T]) -> UseCase[P, T]:
+def reads(function: Callable[Concatenate[Ledger, datetime, P], T]) -> UseCase[P, T]:
     """A read of one consistent snapshot (the database thread)."""
-    return UseCase(Trip.READ, run)
+    return UseCase(Trip.READ, function)
 
 
-def looks_up(run: Callable[Concatenate[Ledger, datetime, P], T]) -> UseCase[P, T]:
+def looks_up(function: Callable[Concatenate[Ledger, datetime, P], T]) -> UseCase[P, T]:
     """A small read a chat update needs (see :meth:`core.ports.Store.lookup`)."""
-    return UseCase(Trip.LOOKUP, run)
+    return UseCase(Trip.LOOKUP, function)
 
 
 class BillingService:
