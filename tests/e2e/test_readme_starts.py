@@ -162,10 +162,10 @@ async def run_until_answering(
             await proc.wait()
 
 
-def config_file(path: Path, tg: FakeTelegram) -> Path:
-    """config.example.toml with telegram.token and access.support_user_ids set, as the
-    README's comment says."""
-    text = (REPO / "config.example.toml").read_text(encoding="utf-8")
+def config_file(path: Path, tg: FakeTelegram, example: Path) -> Path:
+    """The clone's config.example.toml with telegram.token and access.support_user_ids
+    set, as the README's comment says, written to ``path``."""
+    text = example.read_text(encoding="utf-8")
     assert "\nsupport_user_ids = []\n" in text and "\n[telegram]\n" in text
     text = text.replace("\n[telegram]\n", f'\n[telegram]\ntoken = "{tg.token}"\n', 1)
     text = text.replace("\nsupport_user_ids = []\n", f"\nsupport_user_ids = [{SUPPORT}]\n", 1)
@@ -191,7 +191,7 @@ def test_the_readme_shows_the_starts_tested_here() -> None:
 async def test_make_run_with_a_config_toml(clone: Path, tmp_path: Path) -> None:
     async with FakeTelegram() as tg:
         sh(COPY_EXAMPLE, clone)
-        config_file(clone / "config.toml", tg)
+        config_file(clone / "config.toml", tg, example=clone / "config.toml")
         try:
             await run_until_answering(tg, MAKE_RUN, clone, loopback(tg, tmp_path), tmp_path / "log")
         finally:
@@ -211,7 +211,9 @@ async def test_make_run_with_the_environment_only(clone: Path, tmp_path: Path) -
 
 async def test_make_run_with_config_path(clone: Path, tmp_path: Path) -> None:
     async with FakeTelegram() as tg:
-        path = config_file(tmp_path / "etc" / "partnerbot" / "config.toml", tg)
+        path = config_file(
+            tmp_path / "etc" / "partnerbot" / "config.toml", tg, clone / "config.example.toml"
+        )
         command = MAKE_RUN_CONFIG.replace("/etc/partnerbot/config.toml", str(path))
         env = loopback(tg, tmp_path)
         await run_until_answering(tg, command, clone, env, tmp_path / "log")
@@ -219,7 +221,7 @@ async def test_make_run_with_config_path(clone: Path, tmp_path: Path) -> None:
 
 async def test_the_plain_venv_and_pip_line(clone: Path, tmp_path: Path) -> None:
     async with FakeTelegram() as tg:
-        path = config_file(tmp_path / "config.toml", tg)
+        path = config_file(tmp_path / "config.toml", tg, clone / "config.example.toml")
         command = " ".join(VENV_LINE).replace("--config ...", f"--config {path}")
         env = loopback(tg, tmp_path)
         await run_until_answering(tg, command, clone, env, tmp_path / "log")
