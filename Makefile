@@ -1,10 +1,13 @@
 # Two commands on a machine that has only Python 3.11+:
-#   make run    create .venv, install partnerbot, run the bot (config: ./config.toml)
+#   make run    create .venv, install partnerbot, run the bot (config: CONFIG, else
+#               $PARTNERBOT_CONFIG, else ./config.toml if present, and the environment)
 #   make test   create .venv with the dev tools, then ruff, mypy --strict and pytest
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-CONFIG ?= config.toml
+# Empty: the CLI's own default ($PARTNERBOT_CONFIG, else ./config.toml, which may be
+# absent when the environment configures everything).
+CONFIG ?=
 
 .PHONY: run test check lint typecheck pytest bench constraints clean
 
@@ -22,7 +25,7 @@ $(VENV)/.dev: $(BIN)/python pyproject.toml constraints.txt
 	touch $@ $(VENV)/.runtime
 
 run: $(VENV)/.runtime
-	$(BIN)/partnerbot --config $(CONFIG) run
+	$(BIN)/partnerbot $(if $(CONFIG),--config $(CONFIG)) run
 
 test: check
 

@@ -9,7 +9,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from bot import callbacks
 from bot.callbacks import ListKind, Page
 from bot.render import PAGE_BUDGET, amount, date, days, esc, paginate
-from core.model import Partner, Transfer, partner_account
+from core.model import Partner, Transfer, channel_of, partner_account
 from core.queries import AccountSummary, ChannelView
 from core.service import BillingService
 
@@ -109,8 +109,9 @@ def history_line(t: Transfer, partner_id: int, names: dict[int, str], tz: tzinfo
     incoming = t.credit == partner_account(partner_id)
     other = t.debit if incoming else t.credit
     label = KIND_LABEL.get(t.kind.value, t.kind.value)
-    if other.startswith("channel:"):
-        label += f" {esc(names.get(int(other.split(':')[1]), other))}"
+    channel_id = channel_of(other)
+    if channel_id is not None:
+        label += f" {esc(names.get(channel_id, other))}"
     sign = "+" if incoming else "−"
     reason = f" ({esc(t.reason)})" if t.reason and t.kind.value in ("grant", "removal") else ""
     return f"{date(t.created_at, tz)} {sign}{days(t.days)} {label}{reason}"

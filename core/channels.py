@@ -3,7 +3,7 @@ and paid subscription periods (rule 10). Synchronous, inside one transaction."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from core import notices
@@ -48,6 +48,37 @@ def channel_by_id(ledger: Ledger, partner_id: int, channel_id: int) -> Channel:
     return channel
 
 
+@dataclass(frozen=True, slots=True)
+class _Funded:
+    balance: int  # the partner's balance after the move
+    until: datetime  # the channel's new active-until
+    transfer_id: int
+
+
+def _fund_from_balance(
+    ledger: Ledger,
+    now: datetime,
+    channel: Channel,
+    days: int,
+    kind: TransferKind,
+    actor: str,
+    key: str,
+) -> _Funded:
+    """Rules 4 and 9 share this: move ``days`` from the partner's balance to the channel
+    and extend it (an expired channel restarts from now); never overdraw."""
+    balance = ledger.balance(partner_account(channel.partner_id))
+    if days > balance:
+        raise InsufficientBalance(needed=days, available=balance)
+    until = extended_until(channel.active_until, now, days)
+    # The channel first: a low-balance alert raised by the move counts it in the runway.
+    ledger.update_channel(replace(channel, active_until=until))
+    transfer = move(
+        ledger, key=key, debit=partner_account(channel.partner_id),
+        credit=channel_account(channel.id), days=days, kind=kind, actor=actor, at=now,
+    )
+    return _Funded(balance - days, until, transfer.id)
+
+
 def create_channel(
     ledger: Ledger, now: datetime, partner_id: int, name: str, actor: str, key: str
 ) -> ChannelCreated:
@@ -76,19 +107,12 @@ def allocate_days(
         check_days(days)
         get_partner(ledger, partner_id)
         channel = find_channel(ledger, partner_id, channel_name)
-        balance = ledger.balance(partner_account(partner_id))
-        if days > balance:
-            raise InsufficientBalance(needed=days, available=balance)
-        until = extended_until(channel.active_until, now, days)
-        # The channel first: a low-balance alert raised by the move counts it in the runway.
-        ledger.update_channel(replace(channel, active_until=until))
-        transfer = move(
-            ledger, key=key, debit=partner_account(partner_id),
-            credit=channel_account(channel.id), days=days, kind=TransferKind.ALLOCATION,
-            actor=actor, at=now,
+        funded = _fund_from_balance(
+            ledger, now, channel, days, TransferKind.ALLOCATION, actor, key
         )
         return DaysAllocated(
-            partner_id, channel.id, channel.name, days, balance - days, until, transfer.id
+            partner_id, channel.id, channel.name, days, funded.balance, funded.until,
+            funded.transfer_id,
         )
 
     return once(ledger, key, now, DaysAllocated, body)
@@ -174,20 +198,10 @@ def renew_channel(
     key = f"renew:{channel.id}:{'none' if until is None else utc(until).isoformat()}"
 
     def body() -> ChannelRenewed:
-        balance = ledger.balance(partner_account(channel.partner_id))
-        if days > balance:
-            raise InsufficientBalance(needed=days, available=balance)
-        new_until = extended_until(until, now, days)
-        # The channel first: a low-balance alert raised by the move counts it in the runway.
-        ledger.update_channel(replace(channel, active_until=new_until))
-        transfer = move(
-            ledger, key=key, debit=partner_account(channel.partner_id),
-            credit=channel_account(channel.id), days=days, kind=TransferKind.RENEWAL,
-            actor=actor, at=now,
-        )
+        funded = _fund_from_balance(ledger, now, channel, days, TransferKind.RENEWAL, actor, key)
         return ChannelRenewed(
-            channel.partner_id, channel.id, channel.name, days, balance - days,
-            new_until, transfer.id,
+            channel.partner_id, channel.id, channel.name, days, funded.balance,
+            funded.until, funded.transfer_id,
         )
 
     return once(ledger, key, now, ChannelRenewed, body)

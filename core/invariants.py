@@ -16,6 +16,8 @@ from core.model import (
     OrderStatus,
     TransferKind,
     channel_account,
+    partner_account,
+    partner_of,
 )
 from core.ports import LedgerSnapshot
 
@@ -61,7 +63,7 @@ def verify(snapshot: LedgerSnapshot) -> VerifyReport:
     _check_balances(stored, walk.derived, report)
     partners = snapshot.partners()
     report.partners = len(partners)
-    report.on_balances = sum(walk.derived.get(f"partner:{p.id}", 0) for p in partners)
+    report.on_balances = sum(walk.derived.get(partner_account(p.id), 0) for p in partners)
     _check_orders(snapshot, walk, report)
     _check_channels(snapshot, walk.derived, report)
     _check_outcomes(snapshot, walk, report)
@@ -118,8 +120,8 @@ def _walk_transfers(
         # Replaying in order shows any moment a partner went below zero: only a refund
         # may do that (rule 11).
         if (
-            t.debit.startswith("partner:")
-            and walk.derived[t.debit] < 0
+            walk.derived[t.debit] < 0
+            and partner_of(t.debit) is not None
             and t.kind is not TransferKind.REFUND
         ):
             bad.append(Violation(

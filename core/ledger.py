@@ -12,7 +12,7 @@ from datetime import datetime
 
 from core import alerts
 from core.days import utc
-from core.model import NewTransfer, Transfer, TransferKind
+from core.model import NewTransfer, Transfer, TransferKind, partner_of
 from core.ports import Ledger
 
 GENESIS = "0" * 64
@@ -69,6 +69,7 @@ def move(
     )
     # Rule 7 is checked in the same transaction as the change that crosses it.
     for account in (debit, credit):
-        if account.startswith("partner:"):
-            alerts.check_low_balance(ledger, at, int(account.split(":", 1)[1]))
+        partner_id = partner_of(account)
+        if partner_id is not None:
+            alerts.check_low_balance(ledger, at, partner_id)
     return transfer

@@ -110,12 +110,35 @@ SUBSCRIPTIONS = "ext:subscriptions"  # days paid by per-channel Stripe subscript
 EXTERNAL_ACCOUNTS = (PURCHASES, GRANTS, CONSUMED, SUBSCRIPTIONS)
 
 
+_PARTNER_PREFIX = "partner:"
+_CHANNEL_PREFIX = "channel:"
+
+
 def partner_account(partner_id: int) -> str:
-    return f"partner:{partner_id}"
+    """The code of a partner's balance: ``partner:7``."""
+    return f"{_PARTNER_PREFIX}{partner_id}"
 
 
 def channel_account(channel_id: int) -> str:
-    return f"channel:{channel_id}"
+    """The code of a channel's account: ``channel:12``."""
+    return f"{_CHANNEL_PREFIX}{channel_id}"
+
+
+def partner_of(account: str) -> int | None:
+    """The partner whose balance ``account`` is (``partner:7`` -> 7), else None."""
+    return _id_after(_PARTNER_PREFIX, account)
+
+
+def channel_of(account: str) -> int | None:
+    """The channel whose account ``account`` is (``channel:12`` -> 12), else None."""
+    return _id_after(_CHANNEL_PREFIX, account)
+
+
+def _id_after(prefix: str, account: str) -> int | None:
+    if not account.startswith(prefix):
+        return None
+    ref = account[len(prefix):]
+    return int(ref) if ref.isdigit() else None
 
 
 class TransferKind(StrEnum):

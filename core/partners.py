@@ -9,6 +9,7 @@ from datetime import datetime
 
 from core import money
 from core.alerts import check_low_balance
+from core.days import MAX_DAYS_PER_OPERATION
 from core.errors import (
     AlreadyLinked,
     InvalidInput,
@@ -40,8 +41,8 @@ def check_billing_day(day: int) -> int:
 
 
 def check_threshold(days: int) -> int:
-    if isinstance(days, bool) or days < 0 or days > 100_000:
-        raise InvalidInput("days", "must be between 0 and 100,000")
+    if isinstance(days, bool) or days < 0 or days > MAX_DAYS_PER_OPERATION:
+        raise InvalidInput("days", f"must be between 0 and {MAX_DAYS_PER_OPERATION:,}")
     return days
 
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from core import channels, money, notices, orders
 from core.channels import find_channel
-from core.days import utc
+from core.days import MAX_DAYS_PER_OPERATION, utc
 from core.errors import (
     InvalidInput,
     NothingToInvoice,
@@ -299,8 +299,8 @@ class PaymentService:
             )
             if count <= 0:
                 raise NothingToInvoice(partner_id)
-            if count > 100_000:
-                raise InvalidInput("channels", "must be at most 100,000")
+            if count > MAX_DAYS_PER_OPERATION:
+                raise InvalidInput("channels", f"must be at most {MAX_DAYS_PER_OPERATION:,}")
             order = orders.open_order(
                 ledger, now, partner_id, OrderKind.INVOICE, count * money.DAYS_PER_MONTH, actor,
                 period=period, channels=count,

@@ -83,3 +83,31 @@ def history(
     """The partner balance's transfers, newest first."""
     get_partner(ledger, partner_id)
     return ledger.list_transfers(partner_account(partner_id), limit=limit, before_id=before_id)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """One partner in full, read in one transaction: what support's /account and the
+    CLI's ``partner show`` render."""
+
+    summary: AccountSummary  # partner, balance, live channels, members, runway
+    recent: list[Transfer]  # the balance's latest transfers, newest first
+    channel_names: dict[int, str]  # every channel, deleted ones too: names history rows
+    orders: list[PaymentOrder]  # every order of the partner
+
+    @property
+    def partner(self) -> Partner:
+        return self.summary.partner
+
+
+def account_view(ledger: Ledger, now: datetime, partner_id: int, *, recent: int) -> AccountView:
+    """The partner's summary, its ``recent`` latest transfers and all its orders."""
+    return AccountView(
+        summary=account_summary(ledger, now, partner_id),
+        recent=history(ledger, partner_id, limit=recent),
+        channel_names={
+            c.id: c.name for c in ledger.list_channels(partner_id, include_deleted=True)
+        },
+        orders=ledger.list_orders(partner_id),
+    )
+

@@ -1,18 +1,28 @@
-"""The service layer: one async method per use case, each one store transaction.
+"""The service layer: one async entry per use case, each one store transaction.
 
 Created once at start-up with the store, the clock and the policy; the bot, the CLI,
 the webhook and the scheduler all go through it.
+
+Most use cases in core are functions ``f(ledger, now, *args)``: the service runs one in a
+store transaction at the clock's now (:meth:`BillingService.run`), and its table below
+names them (``allocate_days = writes(channels.allocate_days)``), so a caller writes
+``await billing.allocate_days(partner_id, name, days, actor, key)`` and mypy checks those
+arguments against the core function's own signature. Methods written out in full are the
+ones that add something: a policy, a generated code, several reads at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from core import channels, orders, partners, queries
+from core.days import MAX_DAYS_PER_OPERATION
 from core.invariants import VerifyReport, verify
 from core.model import (
-    Channel,
     Member,
     OrderKind,
     OrderStatus,
@@ -21,18 +31,11 @@ from core.model import (
     Role,
     Transfer,
 )
-from core.outcomes import (
-    ChannelCreated,
-    ChannelDeleted,
-    ChannelRenewed,
-    DaysAllocated,
-    DaysGranted,
-    OrderCredited,
-    OrderRefunded,
-    SubscriptionPeriodPaid,
-)
 from core.policy import BillingPolicy
 from core.ports import Clock, Ledger, Store
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,63 @@ class NewInvite:
     expires_at: datetime
 
 
+class Trip(Enum):
+    """Which kind of store transaction a use case runs in (see :class:`core.ports.Store`)."""
+
+    WRITE = "write"
+    READ = "read"
+    LOOKUP = "lookup"
+
+
+class UseCase(Generic[P, T]):
+    """A core function ``f(ledger, now, *args)`` as a method of the service taking ``*args``.
+
+    A descriptor: ``billing.allocate_days`` is a coroutine function with the core function's
+    parameters after ``ledger, now`` (a ParamSpec, so mypy checks every call).
+    """
+
+    def __init__(
+        self, trip: Trip, function: Callable[Concatenate[Ledger, datetime, P], T]
+    ) -> None:
+        self.trip = trip
+        self.function = function
+
+    @overload
+    def __get__(self, service: None, owner: type[Any]) -> UseCase[P, T]: ...
+    @overload
+    def __get__(
+        self, service: BillingService, owner: type[Any]
+    ) -> Callable[P, Awaitable[T]]: ...
+    def __get__(
+        self, service: BillingService | None, owner: type[Any]
+    ) -> UseCase[P, T] | Callable[P, Awaitable[T]]:
+        if service is None:
+            return self
+        trip, function = self.trip, self.function
+
+        async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await service.run(trip, function, *args, **kwargs)
+
+        call.__name__ = call.__qualname__ = getattr(function, "__name__", "use_case")
+        call.__doc__ = function.__doc__
+        return call
+
+
+def writes(function: Callable[Concatenate[Ledger, datetime, P], T]) -> UseCase[P, T]:
+    """A use case that changes the ledger: one write transaction."""
+    return UseCase(Trip.WRITE, function)
+
+
+def reads(function: Callable[Concatenate[Ledger, datetime, P], T]) -> UseCase[P, T]:
+    """A read of one consistent snapshot (the database thread)."""
+    return UseCase(Trip.READ, function)
+
+
+def looks_up(function: Callable[Concatenate[Ledger, datetime, P], T]) -> UseCase[P, T]:
+    """A small read a chat update needs (see :meth:`core.ports.Store.lookup`)."""
+    return UseCase(Trip.LOOKUP, function)
+
+
 class BillingService:
     def __init__(self, store: Store, clock: Clock, policy: BillingPolicy) -> None:
         self.store = store
@@ -57,6 +117,50 @@ class BillingService:
 
     def now(self) -> datetime:
         return self.clock.now()
+
+    async def run(
+        self,
+        trip: Trip,
+        use_case: Callable[Concatenate[Ledger, datetime, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``use_case(ledger, now, *args, **kwargs)`` as one store transaction."""
+        now = self.now()
+
+        def work(ledger: Ledger) -> T:
+            return use_case(ledger, now, *args, **kwargs)
+
+        if trip is Trip.WRITE:
+            return await self.store.write(work)
+        if trip is Trip.READ:
+            return await self.store.read(work)
+        return await self.store.lookup(work)
+
+    # The use cases that are a core function as it stands, by the transaction each needs.
+
+    redeem_invite = writes(partners.redeem_invite)
+    set_price = writes(partners.set_price)
+    set_alert_threshold = writes(partners.set_alert_threshold)
+    set_member_reachable = writes(partners.set_member_reachable)
+
+    create_channel = writes(channels.create_channel)
+    allocate_days = writes(channels.allocate_days)
+    delete_channel = writes(channels.delete_channel)
+    set_auto_renew = writes(channels.set_auto_renew)
+    renew_channel = writes(channels.renew_channel)
+    credit_subscription_period = writes(channels.credit_subscription_period)
+    deletion_preview = looks_up(channels.deletion_preview)
+
+    grant_days = writes(orders.grant_days)
+    close_order = writes(orders.close_order)
+    credit_paid_order = writes(orders.credit_paid_order)
+    refund_order = writes(orders.refund_order)
+
+    summary = looks_up(queries.account_summary)
+    account_view = reads(queries.account_view)
+    channel_views = reads(queries.channel_views)
 
     # partners, members, invites -------------------------------------------------
 
@@ -95,10 +199,6 @@ class BillingService:
 
         return await self.store.write(work)
 
-    async def redeem_invite(self, code: str, user_id: int) -> Member:
-        now = self.now()
-        return await self.store.write(lambda lg: partners.redeem_invite(lg, now, code, user_id))
-
     async def member(self, user_id: int) -> Member | None:
         return await self.store.lookup(lambda lg: lg.get_member(user_id))
 
@@ -121,99 +221,7 @@ class BillingService:
 
         return await self.store.read(work)
 
-    async def set_price(self, partner_id: int, amount: int, actor: str) -> Partner:
-        now = self.now()
-        return await self.store.write(
-            lambda lg: partners.set_price(lg, now, partner_id, amount, actor)
-        )
-
-    async def set_alert_threshold(self, partner_id: int, days: int, actor: str) -> Partner:
-        now = self.now()
-        return await self.store.write(
-            lambda lg: partners.set_alert_threshold(lg, now, partner_id, days, actor)
-        )
-
-    async def set_member_reachable(self, user_id: int, reachable: bool, actor: str) -> None:
-        now = self.now()
-        await self.store.write(
-            lambda lg: partners.set_member_reachable(lg, now, user_id, reachable, actor)
-        )
-
-    # channels ------------------------------------------------------------------
-
-    async def create_channel(
-        self, partner_id: int, name: str, actor: str, key: str
-    ) -> ChannelCreated:
-        now = self.now()
-        return await self.store.write(
-            lambda lg: channels.create_channel(lg, now, partner_id, name, actor, key)
-        )
-
-    async def allocate_days(
-        self, partner_id: int, channel_name: str, days: int, actor: str, key: str
-    ) -> DaysAllocated:
-        now = self.now()
-        return await self.store.write(
-            lambda lg: channels.allocate_days(lg, now, partner_id, channel_name, days, actor, key)
-        )
-
-    async def deletion_preview(self, partner_id: int, channel_name: str) -> tuple[Channel, int]:
-        now = self.now()
-        return await self.store.lookup(
-            lambda lg: channels.deletion_preview(lg, now, partner_id, channel_name)
-        )
-
-    async def delete_channel(
-        self,
-        partner_id: int,
-        channel_id: int,
-        actor: str,
-        key: str,
-        *,
-        expected_until: datetime | None = None,
-        check_expected: bool = False,
-    ) -> ChannelDeleted:
-        now = self.now()
-        return await self.store.write(
-            lambda lg: channels.delete_channel(
-                lg, now, partner_id, channel_id, actor, key,
-                expected_until=expected_until, check_expected=check_expected,
-            )
-        )
-
-    async def set_auto_renew(
-        self, partner_id: int, channel_name: str, on: bool, actor: str
-    ) -> Channel:
-        now = self.now()
-        return await self.store.write(
-            lambda lg: channels.set_auto_renew(lg, now, partner_id, channel_name, on, actor)
-        )
-
-    async def renew_channel(self, channel_id: int, actor: str) -> ChannelRenewed:
-        now = self.now()
-        return await self.store.write(
-            lambda lg: channels.renew_channel(lg, now, channel_id, actor)
-        )
-
-    async def credit_subscription_period(
-        self, channel_id: int, days: int, period_ref: str, actor: str
-    ) -> SubscriptionPeriodPaid:
-        now = self.now()
-        return await self.store.write(
-            lambda lg: channels.credit_subscription_period(
-                lg, now, channel_id, days, period_ref, actor
-            )
-        )
-
-    # days in and out -------------------------------------------------------------
-
-    async def grant_days(
-        self, partner_id: int, days: int, reason: str, actor: str, key: str
-    ) -> DaysGranted:
-        now = self.now()
-        return await self.store.write(
-            lambda lg: orders.grant_days(lg, now, partner_id, days, reason, actor, key)
-        )
+    # orders ------------------------------------------------------------------------
 
     async def open_order(
         self,
@@ -231,7 +239,10 @@ class BillingService:
             lambda lg: orders.open_order(
                 lg, now, partner_id, kind, days, actor, period=period,
                 channels=channels, channel_id=channel_id,
-                max_days=self.policy.max_topup_days if kind is OrderKind.TOPUP else 10**5,
+                max_days=(
+                    self.policy.max_topup_days if kind is OrderKind.TOPUP
+                    else MAX_DAYS_PER_OPERATION
+                ),
             )
         )
 
@@ -242,41 +253,7 @@ class BillingService:
             lambda lg: orders.attach_payment_link(lg, order_id, provider_ref, url)
         )
 
-    async def close_order(self, order_id: int, status: OrderStatus, actor: str) -> PaymentOrder:
-        now = self.now()
-        return await self.store.write(
-            lambda lg: orders.close_order(lg, now, order_id, status, actor)
-        )
-
-    async def credit_paid_order(
-        self,
-        order_id: int,
-        paid_amount: int,
-        paid_currency: str,
-        actor: str,
-        *,
-        payment_ref: str | None = None,
-    ) -> OrderCredited:
-        now = self.now()
-        return await self.store.write(
-            lambda lg: orders.credit_paid_order(
-                lg, now, order_id, paid_amount, paid_currency, actor, payment_ref=payment_ref
-            )
-        )
-
-    async def refund_order(
-        self, order_id: int, refunded_amount: int, actor: str
-    ) -> OrderRefunded:
-        now = self.now()
-        return await self.store.write(
-            lambda lg: orders.refund_order(lg, now, order_id, refunded_amount, actor)
-        )
-
     # reading ---------------------------------------------------------------------
-
-    async def summary(self, partner_id: int) -> queries.AccountSummary:
-        now = self.now()
-        return await self.store.lookup(lambda lg: queries.account_summary(lg, now, partner_id))
 
     async def channel_list(
         self, partner_id: int
@@ -303,10 +280,6 @@ class BillingService:
             return partner, rows, names
 
         return await self.store.lookup(read)
-
-    async def channel_views(self, partner_id: int) -> list[queries.ChannelView]:
-        now = self.now()
-        return await self.store.read(lambda lg: queries.channel_views(lg, now, partner_id))
 
     async def history(
         self, partner_id: int, *, limit: int = 20, before_id: int | None = None

@@ -16,7 +16,7 @@ from functools import partial
 from core import alerts, channels, notices
 from core.days import DAY, utc
 from core.errors import InsufficientBalance, NotFound
-from core.model import Channel, ChannelBilling
+from core.model import Channel, ChannelBilling, partner_account
 from core.ports import Clock, Ledger, Store
 
 EXPIRY_STAGES = (3, 1)  # days before active_until; 0 is the expiry itself
@@ -132,7 +132,7 @@ def _renew_batch(
         notices.notify(
             ledger, now, f"renew-short:{partner_id}:{day}", partner_id, notices.RenewFellShort(
                 count=len(chans), needed=len(chans) * channels.RENEWAL_DAYS,
-                balance=ledger.balance(f"partner:{partner_id}"), channels=_listed(chans),
+                balance=ledger.balance(partner_account(partner_id)), channels=_listed(chans),
             ),
         )
     return sum(len(c) for c in renewed.values()), short

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core import money
 from core.errors import BillingError
+from core.model import partner_account
 from core.names import clean_partner_name
 from core.service import BillingService
 from partnerbot import logs
@@ -76,8 +77,9 @@ async def partner_list(args: argparse.Namespace, svc: Services) -> int:
 
 async def partner_show(args: argparse.Namespace, svc: Services) -> int:
     billing: BillingService = svc.billing
-    partner = await billing.resolve_partner(args.partner)
-    s = await billing.summary(partner.id)
+    found = await billing.resolve_partner(args.partner)
+    view = await billing.account_view(found.id, recent=10)
+    s, partner = view.summary, view.partner
     runway = "-" if s.runway is None else f"{s.runway:%Y-%m-%d}"
     out(f"partner {partner.id}: {partner.name}")
     out(f"balance: {s.balance:,} days")
@@ -95,13 +97,12 @@ async def partner_show(args: argparse.Namespace, svc: Services) -> int:
         reach = " (unreachable)" if m.unreachable else ""
         out(f"  - telegram user {m.user_id}: {m.role.value}{reach}")
     out("recent ledger:")
-    for t in await billing.history(partner.id, limit=10):
-        sign = "+" if t.credit == f"partner:{partner.id}" else "-"
+    for t in view.recent:
+        sign = "+" if t.credit == partner_account(partner.id) else "-"
         out(f"  #{t.id} {t.created_at:%Y-%m-%d %H:%M} {sign}{t.days:,} days {t.kind.value}"
             f" by {t.actor}{(': ' + t.reason) if t.reason else ''}")
-    orders = await billing.orders(partner.id)
-    out(f"orders: {len(orders)}")
-    for o in orders[:10]:
+    out(f"orders: {len(view.orders)}")
+    for o in view.orders[:10]:
         out(f"  #{o.id} {o.kind.value} {o.days:,} days "
             f"{money.format_amount(o.amount, o.currency)} {o.status.value}")
     return 0

@@ -34,6 +34,7 @@ from core.model import (
     TransferKind,
     channel_account,
     partner_account,
+    partner_of,
 )
 from core.names import name_key
 from core.ports import Ledger, LedgerSnapshot
@@ -218,7 +219,7 @@ class MemoryLedger:
             _fail("CHECK constraint failed: transfers")
         if (
             t.kind is not TransferKind.REFUND
-            and t.debit.startswith("partner:")
+            and partner_of(t.debit) is not None
             and self.s.balances[t.debit] < t.days
         ):
             raise StorageError("database: overdraft: the partner balance does not cover it")

@@ -32,7 +32,8 @@ async def account(req: Request) -> None:
     billing, tz = req.deps.billing, req.deps.tz
     partner = await billing.resolve_partner(require(req.args_text(), "PARTNER"))
     req.choose(partner.id)
-    s = await billing.summary(partner.id)
+    view = await billing.account_view(partner.id, recent=ACCOUNT_HISTORY)
+    s, partner = view.summary, view.partner
     lines = [
         f"<b>{esc(partner.name)}</b> (#{partner.id}), "
         f"{amount(partner.monthly_price, partner.currency)} per channel-month, "
@@ -57,19 +58,16 @@ async def account(req: Request) -> None:
     lines += members or ["• none yet: share an invite link (/invite)"]
     if len(s.members) > len(members):
         lines.append(f"… and {len(s.members) - len(members)} more")
-    names = await billing.channel_names(partner.id)
-    recent = await billing.history(partner.id, limit=ACCOUNT_HISTORY)
     lines += ["", "Recent ledger:"]
     lines += views.first_lines(
-        [views.history_line(t, partner.id, names, tz) for t in recent],
+        [views.history_line(t, partner.id, view.channel_names, tz) for t in view.recent],
         ACCOUNT_HISTORY, HISTORY_BUDGET,
     ) or ["• nothing yet"]
-    orders = await billing.orders(partner.id)
     lines += ["", "Invoices and orders:"]
     lines += [
         f"• #{o.id} {o.kind.value} {days(o.days)} {amount(o.amount, o.currency)} "
         f"{o.status.value} ({date(o.created_at, tz)})"
-        for o in orders[:5]
+        for o in view.orders[:5]
     ] or ["• none"]
     lines += ["", f"<i>Partner commands now act on {esc(partner.name)}.</i>"]
     await req.reply("\n".join(lines))
