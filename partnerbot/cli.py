@@ -137,10 +137,16 @@ async def jobs_run(args: argparse.Namespace, svc: Services) -> int:
 
 
 async def run(args: argparse.Namespace, svc: Services) -> int:
+    """The parser's mark for `partnerbot run`; `_dispatch` runs `run_bot` instead, as the
+    bot opens its own services (they learn the bot's username from it)."""
+    raise AssertionError("partnerbot run is dispatched to run_bot")
+
+
+async def run_bot(settings: Settings) -> int:
     from partnerbot.runner import StartupError, serve
 
     try:
-        await serve(svc.settings, svc)
+        await serve(settings)
     except StartupError as exc:
         sys.stderr.write(f"partnerbot: {exc}\n")
         return 2
@@ -199,9 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    handler: Handler = args.handler
-    if handler is run:
+    if args.handler is run:
         settings.require("telegram.token")  # before touching the database
+        return await run_bot(settings)
+    handler: Handler = args.handler
     if handler is partner_add:
         check_partner_add(args, settings)
     services = await open_services(settings)

@@ -2,7 +2,8 @@
 
 The real `StripeGateway` (stripe-python's StripeClient over HTTPX) talks to
 :class:`FakeStripe`, which validates every parameter against stripe-python's own TypedDicts;
-the real `StripeWebhook` is served by `build_http_app`/`HttpServer` on 127.0.0.1 and gets
+the real `StripeWebhook` is served by partnerbot.http (`build_http_app`, `HttpServer`) on
+127.0.0.1 and gets
 signed events over HTTP, like Stripe delivers them::
 
     async with payments_harness(tmp_path) as h:
@@ -35,8 +36,9 @@ from core.model import OrderStatus, Partner, PaymentOrder, partner_account
 from core.payments import PaymentService
 from core.policy import BillingPolicy
 from core.service import BillingService
+from partnerbot.http import HttpServer, build_http_app
 from payments.stripe_gateway import StripeGateway
-from payments.webhook import HttpServer, StripeWebhook, build_http_app
+from payments.webhook import StripeWebhook, WebhookResult
 from storage.sqlite import SqliteStore
 from tests.conftest import START, FakeClock
 from tests.fakes.stripe_api import FakeStripe, RecordedRequest
@@ -116,6 +118,7 @@ class PaymentsHarness:
         self.gateway = gateway
         self.payments = payments
         self.webhook = webhook
+        self.webhook_results: list[WebhookResult] = []  # what the webhook's result hook heard
         self.server = server
         self.http = http
         self.base_url = base_url
@@ -304,16 +307,17 @@ async def payments_harness(
         clock = SyncedClock(start, fake)
         store = await SqliteStore.open(tmp_path / "payments.db")
         gateway = StripeGateway(
-            fake.api_key, api_base=fake.base_url, success_url=SUCCESS_URL,
+            fake.api_key, api_base=fake.base_url, success_url=lambda: SUCCESS_URL,
             timeout_seconds=gateway_timeout, max_network_retries=max_network_retries,
         )
         try:
             billing = BillingService(store, clock, policy or BillingPolicy())
             payments = PaymentService(
-                store, clock, gateway, session_ttl=SESSION_TTL,
+                store, clock, gateway, policy=policy, session_ttl=SESSION_TTL,
                 annual_discount_percent=ANNUAL_DISCOUNT,
             )
-            webhook = StripeWebhook(payments, store, clock, WEBHOOK_SECRET)
+            results: list[WebhookResult] = []
+            webhook = StripeWebhook(payments, WEBHOOK_SECRET, on_result=results.append)
 
             async def database_ok() -> dict[str, bool]:
                 return {"database": await store.ping()}
@@ -331,6 +335,7 @@ async def payments_harness(
                         fake, store, clock, billing, gateway, payments, webhook, server,
                         http, f"http://127.0.0.1:{port}",
                     )
+                    harness.webhook_results = results
                     yield harness
                     await harness.verify()
             finally:
