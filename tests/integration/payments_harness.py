@@ -35,6 +35,7 @@ import aiohttp
 from core.model import OrderStatus, Partner, PaymentOrder, partner_account
 from core.payments import PaymentService
 from core.policy import BillingPolicy
+from core.ports import Store
 from core.service import BillingService
 from partnerbot.http import HttpServer, build_http_app
 from payments.stripe_gateway import StripeGateway
@@ -301,8 +302,12 @@ async def payments_harness(
     max_network_retries: int = 0,
     gateway_timeout: float = GATEWAY_TIMEOUT,
     healthy: Healthy | None = None,
+    payments_store: Callable[[SqliteStore], Store] | None = None,
 ) -> AsyncIterator[PaymentsHarness]:
-    """Everything payments need, started; checks the ledger and the fake on the way out."""
+    """Everything payments need, started; checks the ledger and the fake on the way out.
+
+    `payments_store` puts something between the PaymentService and the database (a store
+    that fails on cue, for crash tests); the rest of the harness reads the database."""
     async with FakeStripe() as fake:
         clock = SyncedClock(start, fake)
         store = await SqliteStore.open(tmp_path / "payments.db")
@@ -313,7 +318,8 @@ async def payments_harness(
         try:
             billing = BillingService(store, clock, policy or BillingPolicy())
             payments = PaymentService(
-                store, clock, gateway, policy=policy, session_ttl=SESSION_TTL,
+                payments_store(store) if payments_store else store, clock, gateway,
+                policy=policy, session_ttl=SESSION_TTL,
                 annual_discount_percent=ANNUAL_DISCOUNT,
             )
             results: list[WebhookResult] = []
