@@ -65,7 +65,11 @@ def success_url(settings: Settings, bot_username: str | None) -> str:
 
 
 def payments_from(
-    settings: Settings, store: SqliteStore, clock: Clock, bot_username: BotUsername
+    settings: Settings,
+    store: SqliteStore,
+    clock: Clock,
+    policy: BillingPolicy,
+    bot_username: BotUsername,
 ) -> tuple[PaymentService | None, StripeGateway | None]:
     s = settings.stripe
     if s.api_key is None:
@@ -79,7 +83,7 @@ def payments_from(
     )
     service = PaymentService(
         store, clock, gateway,
-        policy=policy_from(settings),
+        policy=policy,
         session_ttl=timedelta(minutes=s.session_expiry_minutes),
         annual_discount_percent=s.annual_discount_percent,
     )
@@ -96,12 +100,14 @@ async def open_services(settings: Settings, bot_username: BotUsername | None = N
         busy_timeout_ms=settings.database.busy_timeout_ms,
     )
     clock = SystemClock()
+    policy = policy_from(settings)
     try:
         payments, gateway = payments_from(
-            settings, store, clock, bot_username or (lambda: settings.telegram.bot_username)
+            settings, store, clock, policy,
+            bot_username or (lambda: settings.telegram.bot_username),
         )
     except BaseException:
         await store.close()
         raise
-    billing = BillingService(store, clock, policy_from(settings))
+    billing = BillingService(store, clock, policy)
     return Services(settings, store, clock, billing, payments, gateway)
