@@ -136,13 +136,9 @@ async def jobs_run(args: argparse.Namespace, svc: Services) -> int:
     return 0
 
 
-async def run(args: argparse.Namespace, svc: Services) -> int:
-    """The parser's mark for `partnerbot run`; `_dispatch` runs `run_bot` instead, as the
-    bot opens its own services (they learn the bot's username from it)."""
-    raise AssertionError("partnerbot run is dispatched to run_bot")
-
-
-async def run_bot(settings: Settings) -> int:
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    """`partnerbot run`: unlike the other commands, it opens its own services (they learn
+    the bot's username from the running bot)."""
     from partnerbot.runner import StartupError, serve
 
     try:
@@ -207,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.handler is run:
         settings.require("telegram.token")  # before touching the database
-        return await run_bot(settings)
+        status: int = await run(args, settings)
+        return status
     handler: Handler = args.handler
     if handler is partner_add:
         check_partner_add(args, settings)

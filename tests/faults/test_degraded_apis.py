@@ -131,45 +131,43 @@ async def w(tmp_path: Path) -> AsyncIterator[World]:
         def payments_for(store: SqliteStore, clock: FakeClock) -> PaymentService:
             return PaymentService(store, clock, gateway, session_ttl=SESSION_TTL)
 
-        try:
-            async with bot_harness(tmp_path, clock=clock, payments=payments_for) as h:
-                payments = h.payments
-                assert payments is not None
-                webhook = StripeWebhook(payments, SECRET)
+        async with bot_harness(tmp_path, clock=clock, payments=payments_for) as h:
+            payments = h.payments
+            assert payments is not None
+            webhook = StripeWebhook(payments, SECRET)
 
-                async def healthy() -> dict[str, bool]:
-                    return {"database": await h.store.ping()}
+            async def healthy() -> dict[str, bool]:
+                return {"database": await h.store.ping()}
 
-                server = HttpServer(build_http_app(webhook, healthy), "127.0.0.1", 0)
-                await server.start()
-                try:
-                    port = int(server.runner.addresses[0][1])
-                    db = tmp_path / "partnerbot.db"  # bot_harness's database file
-                    config = tmp_path / "config.toml"
-                    config.write_text(
-                        f'[database]\npath = "{db}"\n'
-                        f"[jobs]\nreconcile_after_minutes = {RECONCILE_AFTER}\n",
-                        encoding="utf-8",
-                    )
-                    services = Services(
-                        load_settings(config, environ={}), h.store, clock, h.billing, payments,
-                        gateway,
-                    )
-                    acme = await h.new_partner("Acme", owner_id=OWNER, days=100)
-                    await h.add_channel(acme.id, "shop")
-                    globex = await h.new_partner("Globex", owner_id=GLOBEX_OWNER, days=40)
-                    await h.add_channel(globex.id, "gchan")
-                    yield World(
-                        h, fake, clock, payments, services,
-                        f"http://127.0.0.1:{port}/stripe/webhook", db, acme, globex,
-                    )
-                    await h.verify()
-                    assert h.app.running and h.app.updater is not None and h.app.updater.running
-                    assert fake.internal_errors == []
-                finally:
-                    await server.stop()
-        finally:
-            await gateway.close()
+            server = HttpServer(build_http_app(webhook, healthy), "127.0.0.1", 0)
+            await server.start()
+            try:
+                port = int(server.runner.addresses[0][1])
+                db = tmp_path / "partnerbot.db"  # bot_harness's database file
+                config = tmp_path / "config.toml"
+                config.write_text(
+                    f'[database]\npath = "{db}"\n'
+                    f"[jobs]\nreconcile_after_minutes = {RECONCILE_AFTER}\n",
+                    encoding="utf-8",
+                )
+                services = Services(
+                    load_settings(config, environ={}), h.store, clock, h.billing, payments,
+                    gateway,
+                )
+                acme = await h.new_partner("Acme", owner_id=OWNER, days=100)
+                await h.add_channel(acme.id, "shop")
+                globex = await h.new_partner("Globex", owner_id=GLOBEX_OWNER, days=40)
+                await h.add_channel(globex.id, "gchan")
+                yield World(
+                    h, fake, clock, payments, services,
+                    f"http://127.0.0.1:{port}/stripe/webhook", db, acme, globex,
+                )
+                await h.verify()
+                assert h.app.running and h.app.updater is not None and h.app.updater.running
+                assert fake.internal_errors == []
+            finally:
+                await server.stop()
+                await gateway.close()
 
 
 def apologies(user: FakeUser) -> list[str]:
