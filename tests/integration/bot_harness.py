@@ -97,6 +97,8 @@ class BotHarness:
         billing: BillingService,
         app: AnyApp,
         tz: tzinfo,
+        payments: PaymentService | None = None,
+        error_handler_runs: list[str] | None = None,
     ) -> None:
         self.tg = tg
         self.store = store
@@ -105,8 +107,9 @@ class BotHarness:
         self.app = app
         self.tz = tz
         self.support = tg.user(SUPPORT_ID, "Sam", "sam_support")
-        self.error_handler_runs: list[str] = []  # one entry each time the error handler ran
-        self.payments: PaymentService | None = None  # what the bot reaches, if payments are on
+        self.payments = payments  # what the bot reaches; None: payments are not set up
+        # One entry each time the bot's error handler ran (its on_error hook).
+        self.error_handler_runs = [] if error_handler_runs is None else error_handler_runs
         self._keys = 0
 
     # ---------------------------------------------------------------------- talking to the bot
@@ -298,9 +301,8 @@ async def bot_harness(
                 on_error=lambda: error_handler_runs.append("error handler ran"),
             )
             async with started_application(app):
-                harness = BotHarness(tg, store, clock, billing, app, tz)
-                harness.error_handler_runs = error_handler_runs
-                harness.payments = payment_service
-                yield harness
+                yield BotHarness(
+                    tg, store, clock, billing, app, tz, payment_service, error_handler_runs
+                )
         finally:
             await store.close()

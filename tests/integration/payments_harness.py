@@ -3,8 +3,7 @@
 The real `StripeGateway` (stripe-python's StripeClient over HTTPX) talks to
 :class:`FakeStripe`, which validates every parameter against stripe-python's own TypedDicts;
 the real `StripeWebhook` is served by partnerbot.http (`build_http_app`, `HttpServer`) on
-127.0.0.1 and gets
-signed events over HTTP, like Stripe delivers them::
+127.0.0.1 and gets signed events over HTTP, like Stripe delivers them::
 
     async with payments_harness(tmp_path) as h:
         acme = await h.new_partner("Acme", channels=["shop"])
@@ -111,6 +110,7 @@ class PaymentsHarness:
         server: HttpServer,
         http: aiohttp.ClientSession,
         base_url: str,
+        webhook_results: list[WebhookResult] | None = None,
     ) -> None:
         self.fake = fake
         self.store = store
@@ -119,7 +119,8 @@ class PaymentsHarness:
         self.gateway = gateway
         self.payments = payments
         self.webhook = webhook
-        self.webhook_results: list[WebhookResult] = []  # what the webhook's result hook heard
+        # What the webhook's result hook heard, one entry per delivery.
+        self.webhook_results = [] if webhook_results is None else webhook_results
         self.server = server
         self.http = http
         self.base_url = base_url
@@ -339,9 +340,8 @@ async def payments_harness(
                 ) as http:
                     harness = PaymentsHarness(
                         fake, store, clock, billing, gateway, payments, webhook, server,
-                        http, f"http://127.0.0.1:{port}",
+                        http, f"http://127.0.0.1:{port}", results,
                     )
-                    harness.webhook_results = results
                     yield harness
                     await harness.verify()
             finally:
