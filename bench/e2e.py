@@ -82,7 +82,7 @@ from telegram.ext import (  # noqa: E402
 )
 
 import bot.app  # noqa: E402
-from bot.app import ALLOWED_UPDATES, COMMAND_HANDLERS, build_application  # noqa: E402
+from bot.app import ALLOWED_UPDATES, COMMAND_HANDLERS, build_application, start_up  # noqa: E402
 from core.policy import BillingPolicy  # noqa: E402
 from core.service import BillingService  # noqa: E402
 from partnerbot import logs  # noqa: E402
@@ -530,6 +530,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> tuple[list[Side], li
             ]
             for s in sides:
                 await s.app.initialize()
+            await start_up(sides[0].app)  # ours, as `partnerbot run` starts it
             trace("both applications initialized")
             profiler = cProfile.Profile() if args.profile else None
             try:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.fakes is not installed
 
-from bot.app import build_application
+from bot.app import build_application, start_up
 from bot.outbox import Dispatcher
 from core import notices
 from core.model import Member, Role
@@ -69,7 +69,8 @@ async def run(n: int, workdir: Path, deadline: float) -> dict[str, float]:
                 billing=BillingService(store, clock, BillingPolicy()),
                 support_ids=frozenset(), tz=UTC,
             )
-            await app.initialize()  # getMe, default menu: as `partnerbot run` starts
+            await app.initialize()  # getMe, then the default menu: as `partnerbot run` starts
+            await start_up(app)
             dispatcher = Dispatcher(app.bot, store, clock, UTC, [])
             before = tg.status_counts.copy()
             started = time.perf_counter()

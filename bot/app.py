@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import tzinfo
 
 from telegram import LinkPreviewOptions
@@ -20,9 +21,10 @@ from telegram.ext import (
 )
 
 from bot import menus
-from bot.deps import BotDeps, deps_of, install
+from bot.deps import BotDeps, count_no_error, count_no_update, deps_of, install
 from bot.handlers import buttons, common, errors, partner, payments, support
 from bot.ordering import PerUserOrder
+from core.payments import PaymentService
 from core.service import BillingService
 
 log = logging.getLogger(__name__)
@@ -59,24 +61,13 @@ def file_base_url(api_base_url: str) -> str:
     return api_base_url.rstrip("/") + "/file/bot"
 
 
-class PartnerApplication(Application):  # type: ignore[type-arg]
-    """Runs the start-up step on `initialize()`.
+async def start_up(app: Application) -> None:  # type: ignore[type-arg]
+    """The start-up step, run once right after `await app.initialize()` (which asks getMe).
 
     python-telegram-bot calls `post_init` only from run_polling/run_webhook; partnerbot's
-    runner (and the tests) start the application step by step, so the bot username for
-    invite links and the default command menu were never set.
+    runner (and the tests) start the application step by step, as PTB's custom webhook
+    example does, so they call this explicitly.
     """
-
-    async def initialize(self) -> None:
-        fresh = not self._initialized
-        await super().initialize()
-        if fresh:
-            await _post_init(self)
-
-
-async def _post_init(app: Application) -> None:  # type: ignore[type-arg]
-    deps = deps_of_app(app)
-    deps.bot_username = app.bot.username
     try:
         await menus.set_default_menu(app.bot)
     except TelegramError as exc:
@@ -95,7 +86,12 @@ def build_application(
     billing: BillingService,
     support_ids: frozenset[int],
     tz: tzinfo,
+    payments: PaymentService | None = None,
+    on_update: Callable[[str], None] = count_no_update,
+    on_error: Callable[[], None] = count_no_error,
 ) -> Application:  # type: ignore[type-arg]
+    """The Application with every handler and what they reach; start it with
+    `initialize()`, then `start_up(app)`, then `start()` and the updater."""
     defaults = Defaults(
         parse_mode=ParseMode.HTML,
         tzinfo=tz,
@@ -110,10 +106,12 @@ def build_application(
         .defaults(defaults)
         .rate_limiter(AIORateLimiter(max_retries=3))
         .concurrent_updates(PerUserOrder())
-        .application_class(PartnerApplication)
         .build()
     )
-    install(app.bot_data, BotDeps(billing=billing, support_ids=support_ids, tz=tz))
+    install(app.bot_data, BotDeps(
+        billing=billing, support_ids=support_ids, tz=tz, bot=app.bot, payments=payments,
+        on_update=on_update, on_error=on_error,
+    ))
     register(app)
     return app
 
@@ -130,4 +128,4 @@ def register(app: Application) -> None:  # type: ignore[type-arg]
     app.add_error_handler(errors.on_error)
 
 
-__all__ = ["build_application", "deps_of", "file_base_url"]
+__all__ = ["build_application", "deps_of", "file_base_url", "start_up"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
+from telegram import Bot
 from telegram.ext import ContextTypes
 
 from core.payments import PaymentService
@@ -16,20 +17,30 @@ Context = ContextTypes.DEFAULT_TYPE
 _KEY = "partnerbot.deps"
 
 
-@dataclass
+def count_no_update(command: str) -> None:
+    """The default update hook: nothing counts updates."""
+
+
+def count_no_error() -> None:
+    """The default error hook: nothing counts errors."""
+
+
+@dataclass(frozen=True)
 class BotDeps:
+    """Built once by bot.app.build_application; nothing is set on it afterwards."""
+
     billing: BillingService
     support_ids: frozenset[int]
     tz: tzinfo
+    bot: Bot  # its username (for invite links) is known once the application is initialized
     payments: PaymentService | None = None  # None: Stripe is not configured
-    bot_username: str = ""  # filled in from getMe at start-up
     menus_set: set[int] = field(default_factory=set)  # users whose menu is current
-    # Metrics hooks (set by the runner): an update handled, by command; an unexpected error.
-    on_update: Callable[[str], None] = lambda command: None
-    on_error: Callable[[], None] = lambda: None
+    # Metrics hooks: an update handled, by command; an unexpected error.
+    on_update: Callable[[str], None] = count_no_update
+    on_error: Callable[[], None] = count_no_error
 
     def invite_link(self, code: str) -> str:
-        return f"https://t.me/{self.bot_username}?start={code}"
+        return f"https://t.me/{self.bot.username}?start={code}"
 
 
 def install(bot_data: dict[Any, Any], deps: BotDeps) -> None:

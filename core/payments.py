@@ -4,12 +4,18 @@ An order is recorded before any payment link exists; a link that cannot be made 
 no payable order behind (a top-up is cancelled; an invoice keeps waiting for its link).
 Fulfilment is one idempotent function, `apply_session`, used by the webhook and by
 reconciliation alike: an order is credited once, whoever reports the payment first.
+
+A provider event (a Stripe webhook) is handled by one `PaymentService` method per kind,
+each one transaction: the duplicate check, the effect and the record of the event commit
+together, so a crash can never leave an effect without its record or the reverse.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from core import channels, money, notices, orders
 from core.channels import find_channel
@@ -31,6 +37,7 @@ from core.model import (
     SessionState,
 )
 from core.partners import get_partner
+from core.policy import BillingPolicy
 from core.ports import Clock, Ledger, PaymentGateway, Store
 
 SUBSCRIPTION_DAYS = {"month": 30, "year": 365}
@@ -48,6 +55,70 @@ def _invoice_label(order: PaymentOrder) -> str:
     return f"{label}: {order.channels} channels x 30 days"
 
 
+class EventResult(StrEnum):
+    """What a payment report did. The value is what the webhook answers and what is stored
+    with a provider event (databases written before this type hold the same strings)."""
+
+    CREDITED = "credited"  # an order paid: its days credited
+    SUBSCRIBED = "subscribed"  # a subscription checkout done: its channel knows the subscription
+    EXTENDED = "extended"  # a paid subscription period extended its channel
+    ENDED = "ended"  # a subscription cancelled: the channel is back on its balance
+    REFUNDED = "refunded"  # a refund took its days back
+    ALREADY = "already"  # reported before: nothing more to do
+    PENDING = "pending"  # not paid yet
+    EXPIRED = "expired"  # the checkout lapsed: its order closed
+    LINK_EXPIRED = "link_expired"  # an invoice's link lapsed: the invoice waits for a new one
+    FAILED = "failed"  # an asynchronous payment failed: its order closed
+    MISMATCH = "mismatch"  # paid another amount than the order's: support told
+    CHANNEL_DELETED = "channel_deleted"  # a period paid for a deleted channel: none credited
+    FOREIGN = "foreign"  # the session's metadata names another order or partner
+    UNKNOWN = "unknown"  # not an order, channel or payment of ours
+    IGNORED = "ignored"  # an event of a kind, or about an object, we do not act on
+
+
+CREDITS = frozenset({EventResult.CREDITED, EventResult.SUBSCRIBED})
+CLOSES = frozenset({EventResult.EXPIRED, EventResult.FAILED})
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEvent:
+    """One event the payment provider delivered; handled once per id."""
+
+    id: str
+    kind: str  # e.g. "invoice.paid"
+
+    @property
+    def actor(self) -> str:
+        return f"stripe:{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class EventHandled:
+    """What handling a provider event did; for a duplicate, what its first delivery did."""
+
+    result: EventResult
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodPaid:
+    """A subscription's invoice paid (Stripe invoice.paid), from its metadata."""
+
+    invoice_ref: str
+    subscription_ref: str
+    partner_id: int
+    channel_id: int
+    interval: str  # "month" or "year"
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRefunded:
+    """Money given back for a payment (Stripe charge.refunded), in minor units so far."""
+
+    payment_ref: str  # the PaymentIntent id stored with the paid order
+    refunded_amount: int
+
+
 @dataclass(frozen=True, slots=True)
 class Reconciled:
     checked: int = 0
@@ -57,27 +128,28 @@ class Reconciled:
     relinked: int = 0  # open invoices given a new payment link
 
 
-def apply_session(ledger: Ledger, now: datetime, state: SessionState, actor: str) -> str:
+def apply_session(
+    ledger: Ledger, now: datetime, state: SessionState, actor: str
+) -> EventResult:
     """Bring the order behind a checkout session in line with what the provider says.
 
-    Returns what happened ("credited", "already", "expired", "pending", "unknown", ...).
     Never raises for a session that is not ours: it is reported and ignored.
     """
     order = ledger.find_order_by_ref(state.provider_ref)
     if order is None:
-        return "unknown"  # not a session we made (or not for this deployment)
+        return EventResult.UNKNOWN  # not a session we made (or not for this deployment)
     if state.partner_id is not None and state.partner_id != order.partner_id:
-        return "foreign"
+        return EventResult.FOREIGN
     if state.order_id is not None and state.order_id != order.id:
-        return "foreign"
+        return EventResult.FOREIGN
     if order.kind is OrderKind.SUBSCRIPTION:
         return _apply_subscription_session(ledger, now, order, state, actor)
     if state.failed:
         orders.close_order(ledger, now, order.id, OrderStatus.FAILED, actor)
-        return "failed"
+        return EventResult.FAILED
     if state.status == "expired" and order.kind is OrderKind.INVOICE:
         if order.status is not OrderStatus.OPEN:
-            return "already"
+            return EventResult.ALREADY
         # An invoice stays payable for weeks (reminders, overdue: rule 6), a Checkout
         # Session for 24 h at most: only the lapsed link goes; a new one is made for it.
         ledger.update_order(replace(order, provider_ref=None, url=None))
@@ -85,14 +157,14 @@ def apply_session(ledger: Ledger, now: datetime, state: SessionState, actor: str
             now, actor, "order.link_expired", order.partner_id,
             f"order={order.id} session={state.provider_ref}",
         )
-        return "link_expired"
+        return EventResult.LINK_EXPIRED
     if state.status == "expired":
         closed = orders.close_order(ledger, now, order.id, OrderStatus.EXPIRED, actor)
-        return "expired" if closed.status is OrderStatus.EXPIRED else "already"
+        return EventResult.EXPIRED if closed.status is OrderStatus.EXPIRED else EventResult.ALREADY
     if state.status != "complete" or state.payment_status != "paid":
-        return "pending"
+        return EventResult.PENDING
     if order.status is OrderStatus.PAID:
-        return "already"
+        return EventResult.ALREADY
     try:
         orders.credit_paid_order(
             ledger, now, order.id, state.amount_total, state.currency, actor,
@@ -107,22 +179,22 @@ def apply_session(ledger: Ledger, now: datetime, state: SessionState, actor: str
                 paid_amount=state.amount_total, paid_currency=state.currency,
             ),
         )
-        return "mismatch"
+        return EventResult.MISMATCH
     except OrderNotPayable:
-        return "already"
-    return "credited"
+        return EventResult.ALREADY
+    return EventResult.CREDITED
 
 
 def _apply_subscription_session(
     ledger: Ledger, now: datetime, order: PaymentOrder, state: SessionState, actor: str
-) -> str:
+) -> EventResult:
     if state.status == "expired":
         orders.close_order(ledger, now, order.id, OrderStatus.EXPIRED, actor)
-        return "expired"
+        return EventResult.EXPIRED
     if state.status != "complete" or state.subscription_ref is None:
-        return "pending"
+        return EventResult.PENDING
     if order.status is OrderStatus.PAID:
-        return "already"
+        return EventResult.ALREADY
     # The days of each period arrive with its paid Stripe invoice (apply_period); here
     # the channel only learns which subscription pays for it.
     ledger.update_order(replace(order, status=OrderStatus.PAID, paid_at=utc(now),
@@ -137,25 +209,17 @@ def _apply_subscription_session(
         now, actor, "subscription.started", order.partner_id,
         f"order={order.id} subscription={state.subscription_ref}",
     )
-    return "subscribed"
+    return EventResult.SUBSCRIBED
 
 
-def apply_period(
-    ledger: Ledger,
-    now: datetime,
-    *,
-    invoice_ref: str,
-    subscription_ref: str,
-    partner_id: int,
-    channel_id: int,
-    interval: str,
-    actor: str,
-) -> str:
+def apply_period(ledger: Ledger, now: datetime, period: PeriodPaid, actor: str) -> EventResult:
     """A paid subscription period (Stripe invoice.paid) extends its channel once."""
-    days = SUBSCRIPTION_DAYS.get(interval)
+    days = SUBSCRIPTION_DAYS.get(period.interval)
+    channel_id, partner_id = period.channel_id, period.partner_id
+    subscription_ref, invoice_ref = period.subscription_ref, period.invoice_ref
     channel = ledger.get_channel(channel_id)
     if days is None or channel is None or channel.partner_id != partner_id:
-        return "unknown"
+        return EventResult.UNKNOWN
     if not channel.live:
         # Deleted while Stripe still bills its subscription: a deleted channel holds no
         # days (ledger invariant), so nothing is credited; the trace is for support.
@@ -163,20 +227,22 @@ def apply_period(
             now, actor, "subscription.period_for_deleted_channel", partner_id,
             f"channel={channel_id} subscription={subscription_ref} invoice={invoice_ref}",
         )
-        return "channel_deleted"
+        return EventResult.CHANNEL_DELETED
     if channel.subscription_ref is None:
         ledger.update_channel(replace(
             channel, billing=ChannelBilling.SUBSCRIPTION, subscription_ref=subscription_ref
         ))
     paid = channels.credit_subscription_period(ledger, now, channel_id, days, invoice_ref, actor)
-    return "already" if paid.replayed else "extended"
+    return EventResult.ALREADY if paid.replayed else EventResult.EXTENDED
 
 
-def end_subscription(ledger: Ledger, now: datetime, subscription_ref: str, actor: str) -> str:
+def end_subscription(
+    ledger: Ledger, now: datetime, subscription_ref: str, actor: str
+) -> EventResult:
     """Rule 10: the channel keeps running until active_until, then needs days again."""
     channel = ledger.find_channel_by_subscription(subscription_ref)
     if channel is None:
-        return "unknown"
+        return EventResult.UNKNOWN
     ledger.update_channel(replace(channel, billing=ChannelBilling.BALANCE, subscription_ref=None))
     ledger.record_event(
         now, actor, "subscription.ended", channel.partner_id,
@@ -186,21 +252,21 @@ def end_subscription(ledger: Ledger, now: datetime, subscription_ref: str, actor
         ledger, now, f"sub-ended:{subscription_ref}", channel.partner_id,
         notices.SubscriptionEnded(channel=channel.name, until=channel.active_until),
     )
-    return "ended"
+    return EventResult.ENDED
 
 
 def apply_refund(
-    ledger: Ledger, now: datetime, payment_ref: str, refunded_amount: int, actor: str
-) -> str:
+    ledger: Ledger, now: datetime, refund: ChargeRefunded, actor: str
+) -> EventResult:
     """Rule 11: a refund of a top-up or invoice takes its days back (maybe below zero)."""
-    order = ledger.find_order_by_payment(payment_ref)
+    order = ledger.find_order_by_payment(refund.payment_ref)
     if order is None or order.kind is OrderKind.SUBSCRIPTION:
-        return "unknown"
+        return EventResult.UNKNOWN
     try:
-        done = orders.refund_order(ledger, now, order.id, refunded_amount, actor)
+        done = orders.refund_order(ledger, now, order.id, refund.refunded_amount, actor)
     except OrderNotPayable:
-        return "unknown"
-    return "refunded" if done.days and not done.replayed else "already"
+        return EventResult.UNKNOWN
+    return EventResult.REFUNDED if done.days and not done.replayed else EventResult.ALREADY
 
 
 class PaymentService:
@@ -210,16 +276,16 @@ class PaymentService:
         clock: Clock,
         gateway: PaymentGateway,
         *,
+        policy: BillingPolicy | None = None,
         session_ttl: timedelta = timedelta(hours=1),
         annual_discount_percent: int = 15,
-        max_topup_days: int = 36_500,
     ) -> None:
         self.store = store
         self.clock = clock
         self.gateway = gateway
+        self.policy = policy or BillingPolicy()
         self.session_ttl = session_ttl
         self.annual_discount_percent = annual_discount_percent
-        self.max_topup_days = max_topup_days
 
     async def _link(
         self, order: PaymentOrder, mode: CheckoutMode, description: str,
@@ -250,7 +316,8 @@ class PaymentService:
         """Rule 3: quote D days and make the payment link."""
         now = self.clock.now()
         order = await self.store.write(lambda lg: orders.open_order(
-            lg, now, partner_id, OrderKind.TOPUP, days, actor, max_days=self.max_topup_days
+            lg, now, partner_id, OrderKind.TOPUP, days, actor,
+            max_days=self.policy.max_topup_days,
         ))
         try:
             return await self._link(order, CheckoutMode.PAYMENT, f"{days:,} days")
@@ -376,9 +443,53 @@ class PaymentService:
             await self._cancel(order)
             raise
 
-    async def apply(self, state: SessionState, actor: str) -> str:
+    async def apply(self, state: SessionState, actor: str) -> EventResult:
+        """A session's state asked of the provider (reconcile): no provider event to record."""
         now = self.clock.now()
         return await self.store.write(lambda lg: apply_session(lg, now, state, actor))
+
+    # One method per kind of provider event. Each is one write transaction: the duplicate
+    # check, the effect and the record of the event commit together or not at all.
+
+    async def session_changed(self, event: ProviderEvent, state: SessionState) -> EventHandled:
+        """checkout.session.completed / async_payment_succeeded / _failed / expired."""
+        return await self._once(event, lambda lg, now: apply_session(lg, now, state, event.actor))
+
+    async def period_paid(self, event: ProviderEvent, period: PeriodPaid) -> EventHandled:
+        """invoice.paid for a subscription of ours."""
+        return await self._once(event, lambda lg, now: apply_period(lg, now, period, event.actor))
+
+    async def subscription_deleted(
+        self, event: ProviderEvent, subscription_ref: str
+    ) -> EventHandled:
+        """customer.subscription.deleted."""
+        return await self._once(
+            event, lambda lg, now: end_subscription(lg, now, subscription_ref, event.actor)
+        )
+
+    async def charge_refunded(self, event: ProviderEvent, refund: ChargeRefunded) -> EventHandled:
+        """charge.refunded."""
+        return await self._once(event, lambda lg, now: apply_refund(lg, now, refund, event.actor))
+
+    async def event_ignored(self, event: ProviderEvent) -> EventHandled:
+        """An event of a handled kind about something that is not ours to act on: recorded,
+        so that its redeliveries answer as duplicates."""
+        return await self._once(event, lambda lg, now: EventResult.IGNORED)
+
+    async def _once(
+        self, event: ProviderEvent, effect: Callable[[Ledger, datetime], EventResult]
+    ) -> EventHandled:
+        now = self.clock.now()
+
+        def work(ledger: Ledger) -> EventHandled:
+            seen = ledger.find_provider_event(event.id)
+            if seen is not None:
+                return EventHandled(EventResult(seen), duplicate=True)
+            result = effect(ledger, now)
+            ledger.record_provider_event(event.id, event.kind, now, result.value)
+            return EventHandled(result)
+
+        return await self.store.write(work)
 
     async def reconcile(self, older_than: timedelta, actor: str = "stripe:reconcile") -> Reconciled:
         """Ask the provider about orders still open after a while (lost webhooks)."""
@@ -398,9 +509,9 @@ class PaymentService:
                     continue
                 checked += 1
                 result = await self.apply(state, actor)
-                credited += result in ("credited", "subscribed")
-                closed += result in ("expired", "failed")
-                if result != "link_expired":
+                credited += result in CREDITS
+                closed += result in CLOSES
+                if result is not EventResult.LINK_EXPIRED:
                     continue
                 order = replace(order, provider_ref=None, url=None)
             if order.kind is not OrderKind.INVOICE:

@@ -137,11 +137,13 @@ async def jobs_run(args: argparse.Namespace, svc: Services) -> int:
     return 0
 
 
-async def run(args: argparse.Namespace, svc: Services) -> int:
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    """`partnerbot run`: unlike the other commands, it opens its own services (they learn
+    the bot's username from the running bot)."""
     from partnerbot.runner import StartupError, serve
 
     try:
-        await serve(svc.settings, svc)
+        await serve(settings)
     except StartupError as exc:
         sys.stderr.write(f"partnerbot: {exc}\n")
         return 2
@@ -200,9 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    handler: Handler = args.handler
-    if handler is run:
+    if args.handler is run:
         settings.require("telegram.token")  # before touching the database
+        status: int = await run(args, settings)
+        return status
+    handler: Handler = args.handler
     if handler is partner_add:
         check_partner_add(args, settings)
     services = await open_services(settings)

@@ -22,7 +22,7 @@ class JobFailed(Exception):
 
 
 async def _work(name: str, svc: Services, period: str | None) -> tuple[bool, str]:
-    store, clock, jobs = svc.store, svc.billing.clock, svc.settings.jobs
+    store, clock, jobs = svc.store, svc.clock, svc.settings.jobs
     if period is not None and name != "invoices":
         raise BillingError("--period applies to the invoices job only")
     if name in ("invoices", "reconcile") and svc.payments is None:
@@ -68,7 +68,7 @@ async def _work(name: str, svc: Services, period: str | None) -> tuple[bool, str
 
 async def run_job(name: str, svc: Services, period: str | None = None) -> str:
     """Run one job now, recording the run; JobFailed if part of it must be retried."""
-    now = svc.billing.clock.now()
+    now = svc.clock.now()
     run_id = await svc.store.write(lambda lg: lg.start_job_run(name, now))
     started = time.monotonic()
     ok, summary = False, "crashed"
@@ -78,7 +78,7 @@ async def run_job(name: str, svc: Services, period: str | None = None) -> str:
         summary = str(exc)
         raise
     finally:
-        end = svc.billing.clock.now()
+        end = svc.clock.now()
         await svc.store.write(lambda lg: lg.finish_job_run(run_id, end, ok, summary))
         log.info("job %s %s in %.2fs: %s", name, "done" if ok else "incomplete",
                  time.monotonic() - started, summary, extra={"job": name})

@@ -4,29 +4,35 @@ the notice dispatcher and the job scheduler, in one event loop until SIGINT or S
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 
-from aiohttp import web
-from aiohttp.typedefs import Handler
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application
 
-from bot.app import ALLOWED_UPDATES, build_application, deps_of_app
+from bot.app import ALLOWED_UPDATES, build_application, start_up
 from bot.outbox import Dispatcher
+from core.payments import EventHandled
 from partnerbot.config import Settings
-from partnerbot.metrics import CONTENT_TYPE, Metrics
+from partnerbot.http import HttpServer, build_http_app
+from partnerbot.metrics import Metrics
 from partnerbot.scheduler import build_scheduler
-from partnerbot.wiring import Services
-from payments.webhook import HttpServer, StripeWebhook, build_http_app
+from partnerbot.wiring import Services, open_services
+from payments.webhook import StripeWebhook, WebhookResult
 
 log = logging.getLogger("partnerbot")
 
 
 class StartupError(Exception):
     """The bot could not start; the message is one line for the operator."""
+
+
+def webhook_label(result: WebhookResult) -> str:
+    """The `result` label of partnerbot_webhooks_total for one delivery."""
+    if isinstance(result, EventHandled):
+        return "duplicate" if result.duplicate else result.result.value
+    return result.value
 
 
 def http_server(
@@ -38,8 +44,8 @@ def http_server(
     webhook = None
     if services.payments is not None and settings.stripe.webhook_secret is not None:
         webhook = StripeWebhook(
-            services.payments, services.store, services.billing.clock,
-            settings.stripe.webhook_secret.get_secret_value(),
+            services.payments, settings.stripe.webhook_secret.get_secret_value(),
+            on_result=lambda result: metrics.webhooks.labels(result=webhook_label(result)).inc(),
         )
 
     async def healthy() -> dict[str, bool]:
@@ -49,25 +55,10 @@ def http_server(
             "bot": app.running and updater is not None and updater.running,
         }
 
-    http = build_http_app(webhook, healthy)
+    async def metrics_page() -> bytes:
+        return await metrics.render(services.store, services.clock.now())
 
-    async def serve_metrics(request: web.Request) -> web.Response:
-        body = await metrics.render(services.store, services.billing.clock.now())
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-
-    @web.middleware
-    async def count_webhooks(request: web.Request, handler: Handler) -> web.StreamResponse:
-        response = await handler(request)
-        if request.path == "/stripe/webhook" and isinstance(response, web.Response):
-            try:
-                answer = json.loads(response.body or b"{}")  # type: ignore[arg-type]
-            except ValueError:
-                answer = {}
-            metrics.webhooks.labels(result=answer.get("result") or answer.get("status", "?")).inc()
-        return response
-
-    http.router.add_get("/metrics", serve_metrics)
-    http.middlewares.append(count_webhooks)
+    http = build_http_app(webhook, healthy, metrics_page)
     return HttpServer(http, settings.server.host, settings.server.port)
 
 
@@ -78,24 +69,28 @@ class Runtime:
         settings.require("telegram.token")
         assert settings.telegram.token is not None
         self.settings, self.services = settings, services
+        self.metrics = metrics = Metrics()
         self.app = build_application(
             token=settings.telegram.token.get_secret_value(),
             api_base_url=settings.telegram.api_base_url,
             billing=services.billing,
             support_ids=frozenset(settings.access.support_user_ids),
             tz=settings.telegram.tzinfo,
+            payments=services.payments,
+            on_update=lambda command: metrics.updates.labels(command=command).inc(),
+            on_error=metrics.errors.inc,
         )
-        self.metrics = Metrics()
-        deps = deps_of_app(self.app)
-        deps.payments = services.payments
-        deps.on_update = lambda command: self.metrics.updates.labels(command=command).inc()
-        deps.on_error = self.metrics.errors.inc
-        self.server = http_server(settings, services, self.app, self.metrics)
+        self.server = http_server(settings, services, self.app, metrics)
         self.dispatcher = Dispatcher(
-            self.app.bot, services.store, services.billing.clock, settings.telegram.tzinfo,
+            self.app.bot, services.store, services.clock, settings.telegram.tzinfo,
             settings.access.support_user_ids,
         )
         self.scheduler: AsyncIOScheduler | None = None
+
+    def bot_username(self) -> str | None:
+        """The running bot's username (getMe), known once `start` has initialized it."""
+        username: str = self.app.bot.username
+        return username
 
     async def start(self) -> None:
         try:
@@ -106,9 +101,7 @@ class Runtime:
             raise StartupError(
                 f"telegram.api_base_url: cannot reach the Bot API ({exc.message})"
             ) from exc
-        gateway = self.services.gateway
-        if gateway is not None and not self.settings.stripe.success_url:
-            gateway.success_url = f"https://t.me/{self.app.bot.username}"
+        await start_up(self.app)
         try:
             await self.server.start()
         except OSError as exc:
@@ -140,9 +133,24 @@ class Runtime:
             log.warning("shutdown: %s", exc)
 
 
-async def serve(settings: Settings, services: Services, stop: asyncio.Event | None = None) -> None:
-    runtime = Runtime(settings, services)
-    stop = stop or asyncio.Event()
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Open the services, run until `stop` (or SIGINT, SIGTERM), close them."""
+    runtime: Runtime | None = None
+
+    def bot_username() -> str | None:
+        # Asked when a payment link is made: every one is made after start-up's getMe
+        # (handlers, jobs and the webhook start after it), so the bot's own username.
+        return runtime.bot_username() if runtime is not None else None
+
+    services = await open_services(settings, bot_username)
+    try:
+        runtime = Runtime(settings, services)
+        await _run(runtime, stop or asyncio.Event())
+    finally:
+        await services.close()
+
+
+async def _run(runtime: Runtime, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)

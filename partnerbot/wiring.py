@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from core.payments import PaymentService
 from core.policy import BillingPolicy
+from core.ports import Clock
 from core.service import BillingService
 from partnerbot.config import Settings
 from payments.stripe_gateway import StripeGateway
@@ -35,10 +37,11 @@ def secrets_of(settings: Settings) -> list[str]:
     return [s.get_secret_value() for s in found if s is not None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Services:
     settings: Settings
     store: SqliteStore
+    clock: Clock
     billing: BillingService
     payments: PaymentService | None = None  # None until stripe.api_key is configured
     gateway: StripeGateway | None = None
@@ -51,16 +54,22 @@ class Services:
             await self.store.close()
 
 
-def success_url(settings: Settings) -> str:
+BotUsername = Callable[[], str | None]
+
+
+def success_url(settings: Settings, bot_username: str | None) -> str:
     """Where Stripe sends the payer back: configured, else the bot's chat."""
     if settings.stripe.success_url:
         return settings.stripe.success_url
-    username = settings.telegram.bot_username
-    return f"https://t.me/{username}" if username else "https://t.me/"
+    return f"https://t.me/{bot_username}" if bot_username else "https://t.me/"
 
 
 def payments_from(
-    settings: Settings, store: SqliteStore, clock: SystemClock
+    settings: Settings,
+    store: SqliteStore,
+    clock: Clock,
+    policy: BillingPolicy,
+    bot_username: BotUsername,
 ) -> tuple[PaymentService | None, StripeGateway | None]:
     s = settings.stripe
     if s.api_key is None:
@@ -69,29 +78,36 @@ def payments_from(
     gateway = StripeGateway(
         s.api_key.get_secret_value(),
         api_base=s.api_base,
-        success_url=success_url(settings),
+        success_url=lambda: success_url(settings, bot_username()),
         timeout_seconds=s.timeout_seconds,
     )
     service = PaymentService(
         store, clock, gateway,
+        policy=policy,
         session_ttl=timedelta(minutes=s.session_expiry_minutes),
         annual_discount_percent=s.annual_discount_percent,
-        max_topup_days=settings.billing.max_topup_days,
     )
     return service, gateway
 
 
-async def open_services(settings: Settings) -> Services:
+async def open_services(settings: Settings, bot_username: BotUsername | None = None) -> Services:
+    """`bot_username`: asked when a payment link is made (the payer's way back to the
+    bot); by default the configured `telegram.bot_username`. `partnerbot run` passes the
+    running bot's own (getMe)."""
     store = await SqliteStore.open(
         settings.database.path,
         synchronous=settings.database.synchronous,
         busy_timeout_ms=settings.database.busy_timeout_ms,
     )
     clock = SystemClock()
+    policy = policy_from(settings)
     try:
-        payments, gateway = payments_from(settings, store, clock)
+        payments, gateway = payments_from(
+            settings, store, clock, policy,
+            bot_username or (lambda: settings.telegram.bot_username),
+        )
     except BaseException:
         await store.close()
         raise
-    billing = BillingService(store, clock, policy_from(settings))
-    return Services(settings, store, billing, payments, gateway)
+    billing = BillingService(store, clock, policy)
+    return Services(settings, store, clock, billing, payments, gateway)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.model import SessionState
+from core.payments import ChargeRefunded, PeriodPaid
 
 
 def _int(value: Any) -> int | None:
@@ -50,7 +51,7 @@ def session_state(session: dict[str, Any], *, failed: bool = False) -> SessionSt
     )
 
 
-def subscription_period(invoice: dict[str, Any]) -> dict[str, Any] | None:
+def subscription_period(invoice: dict[str, Any]) -> PeriodPaid | None:
     """The facts of a paid subscription invoice, or None if it is not one of ours.
 
     In this API version an invoice has no `subscription` field: the subscription and
@@ -69,10 +70,24 @@ def subscription_period(invoice: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if not isinstance(invoice_id, str):
         return None
-    return {
-        "invoice_ref": invoice_id,
-        "subscription_ref": subscription,
-        "partner_id": partner_id,
-        "channel_id": channel_id,
-        "interval": str(meta.get("interval") or "month"),
-    }
+    return PeriodPaid(
+        invoice_ref=invoice_id,
+        subscription_ref=subscription,
+        partner_id=partner_id,
+        channel_id=channel_id,
+        interval=str(meta.get("interval") or "month"),
+    )
+
+
+def subscription_ref(subscription: dict[str, Any]) -> str | None:
+    """The id of a deleted subscription (customer.subscription.deleted)."""
+    ref = subscription.get("id")
+    return ref if isinstance(ref, str) else None
+
+
+def charge_refund(charge: dict[str, Any]) -> ChargeRefunded | None:
+    """A refunded charge: it knows its PaymentIntent, which we stored on payment."""
+    payment_ref, refunded = _id(charge.get("payment_intent")), charge.get("amount_refunded")
+    if payment_ref is None or not isinstance(refunded, int) or refunded <= 0:
+        return None
+    return ChargeRefunded(payment_ref, refunded)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import stripe
@@ -45,7 +46,7 @@ class StripeGateway:
         api_key: str,
         *,
         api_base: str = "https://api.stripe.com",
-        success_url: str,
+        success_url: Callable[[], str],
         timeout_seconds: float = 20.0,
         max_network_retries: int = 2,
     ) -> None:
@@ -57,6 +58,8 @@ class StripeGateway:
             # Retries resend a POST with the same Idempotency-Key: safe by design.
             max_network_retries=max_network_retries,
         )
+        # Asked per checkout: where the payer lands may be known only once the bot has
+        # started (its username, from getMe); partnerbot/wiring.py decides it.
         self.success_url = success_url
 
     def checkout_params(self, request: CheckoutRequest) -> dict[str, Any]:
@@ -78,7 +81,7 @@ class StripeGateway:
             "metadata": metadata,
             "client_reference_id": f"order-{order.id}",
             "expires_at": int(request.expires_at.timestamp()),
-            "success_url": self.success_url,
+            "success_url": self.success_url(),
         }
         if request.mode is CheckoutMode.SUBSCRIPTION:
             price_data["recurring"] = {"interval": request.interval or "month"}

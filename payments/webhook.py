@@ -1,25 +1,25 @@
-"""The HTTP server in the bot's process: `POST /stripe/webhook` and `GET /healthz`.
+"""The Stripe webhook handler: `POST /stripe/webhook` (served by partnerbot/http.py).
 
 A webhook is verified with Stripe's own code (`WebhookSignature.verify_header`, 300 s
 tolerance) before anything is read from it; unsigned, badly signed, stale or malformed
-bodies get 400 and change nothing. Each event id is handled once. A failure while
-handling answers 500, so Stripe delivers the event again later.
+bodies get 400 and change nothing. Each event id is handled once: the PaymentService
+records it in the same transaction as its effect. A failure while handling answers 500,
+and nothing of the event is kept, so Stripe delivers it again later.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 import stripe
 from aiohttp import web
 
-from core import payments
-from core.payments import PaymentService
-from core.ports import Clock, Store
-from payments.events import session_state, subscription_period
+from core.payments import EventHandled, EventResult, PaymentService, ProviderEvent
+from payments.events import charge_refund, session_state, subscription_period, subscription_ref
 
 log = logging.getLogger(__name__)
 MAX_BODY = 512 * 1024  # Stripe events are a few kB; anything huge is not Stripe
@@ -36,6 +36,19 @@ HANDLED = (
     "customer.subscription.deleted",
     "charge.refunded",
 )
+
+
+class Refused(StrEnum):
+    """Why a delivery was not handled (its value is the metrics label)."""
+
+    TOO_LARGE = "body too large"
+    BAD_SIGNATURE = "invalid signature"
+    MALFORMED = "malformed event"
+    FAILED = "error"  # handling raised: answered 500, Stripe delivers it again
+
+
+WebhookResult = EventHandled | Refused
+ResultHook = Callable[[WebhookResult], None]
 
 
 class BadEvent(ValueError):
@@ -61,73 +74,74 @@ def _event(payload: bytes) -> dict[str, Any]:
 
 
 class StripeWebhook:
-    def __init__(self, service: PaymentService, store: Store, clock: Clock, secret: str) -> None:
+    """The aiohttp handler for Stripe's events; `on_result` hears how each delivery ended
+    (the composition root counts them), so nobody re-reads the JSON answer."""
+
+    def __init__(
+        self,
+        service: PaymentService,
+        secret: str,
+        on_result: ResultHook = lambda result: None,
+    ) -> None:
         self.service = service
-        self.store = store
-        self.clock = clock
         self._secret = secret
+        self._on_result = on_result
 
     async def handle(self, request: web.Request) -> web.Response:
+        result, response = await self._handle(request)
+        self._on_result(result)
+        return response
+
+    async def _handle(self, request: web.Request) -> tuple[WebhookResult, web.Response]:
         if request.content_length is not None and request.content_length > MAX_BODY:
-            return _answer(400, "body too large")
+            return _refuse(Refused.TOO_LARGE)
         payload = await _read_body(request)
         if len(payload) > MAX_BODY:
-            return _answer(400, "body too large")
+            return _refuse(Refused.TOO_LARGE)
         try:
             stripe.WebhookSignature.verify_header(
                 payload, request.headers.get("Stripe-Signature"), self._secret, TOLERANCE
             )
         except (stripe.SignatureVerificationError, UnicodeDecodeError):
-            return _answer(400, "invalid signature")
+            return _refuse(Refused.BAD_SIGNATURE)
         try:
-            event = _event(payload)
+            raw = _event(payload)
         except BadEvent as exc:
-            return _answer(400, str(exc))
-        event_id, kind = event["id"], event["type"]
-        seen = await self.store.read(lambda lg: lg.find_provider_event(event_id))
-        if seen is not None:
-            return _answer(200, "duplicate", result=seen)
-        if kind not in HANDLED:
-            return _answer(200, "ignored")
+            return _refuse(Refused.MALFORMED, str(exc))
+        event = ProviderEvent(raw["id"], raw["type"])
+        if event.kind not in HANDLED:
+            # Not recorded: an event type we never subscribed to changes nothing.
+            return EventHandled(EventResult.IGNORED), _answer(200, "ignored")
         try:
-            result = await self.dispatch(kind, event["data"]["object"], f"stripe:{event_id}")
+            handled = await self.dispatch(event, raw["data"]["object"])
         except Exception:
-            log.exception("webhook %s (%s) failed; Stripe will retry", event_id, kind)
-            return _answer(500, "error")
-        now = self.clock.now()
-        await self.store.write(
-            lambda lg: lg.record_provider_event(event_id, kind, now, result)
-        )
-        log.info("webhook %s %s: %s", event_id, kind, result)
-        return _answer(200, "ok", result=result)
+            log.exception("webhook %s (%s) failed; Stripe will retry", event.id, event.kind)
+            return _refuse(Refused.FAILED)
+        if handled.duplicate:
+            return handled, _answer(200, "duplicate", result=handled.result.value)
+        log.info("webhook %s %s: %s", event.id, event.kind, handled.result.value)
+        return handled, _answer(200, "ok", result=handled.result.value)
 
-    async def dispatch(self, kind: str, obj: dict[str, Any], actor: str) -> str:
-        now = self.clock.now()
+    async def dispatch(self, event: ProviderEvent, obj: dict[str, Any]) -> EventHandled:
+        """The PaymentService use case for this kind of event, with the object parsed."""
+        service, kind = self.service, event.kind
         if kind in SESSION_EVENTS:
-            return await self.service.apply(session_state(obj, failed=SESSION_EVENTS[kind]), actor)
+            return await service.session_changed(
+                event, session_state(obj, failed=SESSION_EVENTS[kind])
+            )
         if kind == "invoice.paid":
             period = subscription_period(obj)
-            if period is None:
-                return "ignored"
-            return await self.store.write(
-                lambda lg: payments.apply_period(lg, now, actor=actor, **period)
-            )
-        if kind == "customer.subscription.deleted":
-            sub_id = obj.get("id")
-            if not isinstance(sub_id, str):
-                return "ignored"
-            return await self.store.write(
-                lambda lg: payments.end_subscription(lg, now, sub_id, actor)
-            )
-        # charge.refunded: the charge knows its PaymentIntent, which we stored on payment.
-        pi, refunded = obj.get("payment_intent"), obj.get("amount_refunded")
-        if isinstance(pi, dict):
-            pi = pi.get("id")
-        if not isinstance(pi, str) or not isinstance(refunded, int) or refunded <= 0:
-            return "ignored"
-        return await self.store.write(
-            lambda lg: payments.apply_refund(lg, now, pi, refunded, actor)
-        )
+            if period is not None:
+                return await service.period_paid(event, period)
+        elif kind == "customer.subscription.deleted":
+            ref = subscription_ref(obj)
+            if ref is not None:
+                return await service.subscription_deleted(event, ref)
+        else:  # charge.refunded
+            refund = charge_refund(obj)
+            if refund is not None:
+                return await service.charge_refunded(event, refund)
+        return await service.event_ignored(event)  # not one of ours
 
 
 async def _read_body(request: web.Request) -> bytes:
@@ -146,42 +160,6 @@ def _answer(status: int, message: str, **extra: str) -> web.Response:
     return web.json_response({"status": message, **extra}, status=status)
 
 
-def build_http_app(
-    webhook: StripeWebhook | None, healthy: Callable[[], Awaitable[dict[str, bool]]]
-) -> web.Application:
-    async def healthz(request: web.Request) -> web.Response:
-        try:
-            checks = await healthy()
-        except Exception:  # a check that cannot even answer is a failing check
-            log.exception("health check failed")
-            return web.json_response({"health": "failing"}, status=503)
-        ok = all(checks.values())
-        body = {k: "ok" if v else "failing" for k, v in checks.items()}
-        return web.json_response(body, status=200 if ok else 503)
-
-    async def payments_off(request: web.Request) -> web.Response:
-        return _answer(503, "payments are not configured")
-
-    app = web.Application(client_max_size=MAX_BODY)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_post("/stripe/webhook", webhook.handle if webhook else payments_off)
-    return app
-
-
-class HttpServer:
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
-        self.runner = web.AppRunner(app, access_log=None)
-        self.host, self.port = host, port
-        self._set_up = False
-
-    async def start(self) -> None:
-        await self.runner.setup()
-        self._set_up = True
-        site = web.TCPSite(self.runner, self.host, self.port)
-        await site.start()
-        log.info("HTTP server on %s:%s", self.host, self.port)
-
-    async def stop(self) -> None:
-        if self._set_up:
-            await self.runner.cleanup()
-            self._set_up = False
+def _refuse(why: Refused, message: str | None = None) -> tuple[Refused, web.Response]:
+    status = 500 if why is Refused.FAILED else 400
+    return why, _answer(status, message or why.value)

@@ -111,12 +111,18 @@ async def test_a_partner_tops_up_through_the_running_bot_and_is_told(tmp_path: P
         assert label == "Pay 100.00 USD" and url
         session = re.search(r"cs_test_[A-Za-z0-9]+", url)
         assert session, url
+        # No stripe.success_url nor telegram.bot_username configured: the payer goes back
+        # to the running bot's chat, as getMe names it.
+        [checkout] = bot.stripe.requests_to("/v1/checkout/sessions", "POST")
+        assert checkout.params["success_url"] == "https://t.me/partner_test_bot"
 
         event = bot.stripe.complete_session(session.group(0))
         status, _ = await bot.stripe.deliver_webhook(event, bot.http + "/stripe/webhook", SECRET)
         assert status == 200
         told = await owner.wait_reply(10)
         assert told.text == "300 days credited; balance 300 days."
+        status, _ = await bot.stripe.deliver_webhook(event, bot.http + "/stripe/webhook", SECRET)
+        assert status == 200  # Stripe redelivered it: counted as a duplicate, credited once
 
         await owner.send("/balance")
         assert (await owner.wait_reply(10)).text.splitlines()[0] == "Balance: 300 days"
@@ -126,6 +132,7 @@ async def test_a_partner_tops_up_through_the_running_bot_and_is_told(tmp_path: P
         assert "partnerbot_days_credited_total 300.0" in metrics
         assert 'partnerbot_updates_total{command="topup"} 1.0' in metrics
         assert 'partnerbot_webhooks_total{result="credited"} 1.0' in metrics
+        assert 'partnerbot_webhooks_total{result="duplicate"} 1.0' in metrics
 
         bot.proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(bot.proc.wait(), 15) == 0

@@ -36,7 +36,6 @@ from telegram import Update
 from telegram.ext import TypeHandler
 
 from bot import callbacks
-from bot.app import deps_of_app
 from bot.callbacks import CancelDelete, ConfirmDelete, ListKind, Noop, Page
 from bot.commands import COMMANDS
 from core.names import name_key
@@ -119,14 +118,15 @@ class World:
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     async with FakeStripe() as fake:
         clock = SyncedClock(START, fake)
-        async with bot_harness(tmp_path_factory.mktemp("chat-fuzz"), clock=clock) as h:
-            gateway = StripeGateway(
-                fake.api_key, api_base=fake.base_url,
-                success_url=f"https://t.me/{BOT_USERNAME}", timeout_seconds=5,
-                max_network_retries=0,
-            )
-            deps = deps_of_app(h.app)
-            deps.payments = PaymentService(h.store, clock, gateway)
+        gateway = StripeGateway(
+            fake.api_key, api_base=fake.base_url,
+            success_url=lambda: f"https://t.me/{BOT_USERNAME}", timeout_seconds=5,
+            max_network_retries=0,
+        )
+        async with bot_harness(
+            tmp_path_factory.mktemp("chat-fuzz"), clock=clock,
+            payments=lambda store, clock: PaymentService(store, clock, gateway),
+        ) as h:
             acme = await h.new_partner("Acme", owner_id=OWNER_ID, days=500)
             await h.add_channel(acme.id, "shop")  # never active
             await h.add_channel(acme.id, "live", days=40)
@@ -136,14 +136,16 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
             await h.add_channel(globex.id, "secret-of-globex")
             teammate = await h.link(TEAMMATE_ID, acme.id)
             groups = [h.tg.group(GROUP_ID - i, f"Resellers {i}") for i in range(8)]
-            w = World(h, acme, globex, teammate, h.tg.user(UNLINKED_ID, "Una"), groups)
+            w = World(
+                h, acme, globex, teammate, h.tg.user(UNLINKED_ID, "Una"), groups,
+                errors=h.error_handler_runs,
+            )
 
             async def handled(update: object, context: Any) -> None:
                 if isinstance(update, Update):
                     w.done.add(update.update_id)
 
             h.app.add_handler(TypeHandler(Update, handled), group=99)
-            deps.on_error = lambda: w.errors.append("error handler ran")
             try:
                 yield w
                 await h.verify()

@@ -35,18 +35,19 @@ from telegram.error import NetworkError
 from telegram.request import HTTPXRequest
 
 from bot import request as bot_request
-from bot.app import deps_of_app
 from bot.handlers.payments import STRIPE_DOWN
 from bot.outbox import Dispatcher
 from core import notices
 from core.model import OrderStatus, TransferKind
 from core.payments import PaymentService
 from partnerbot.config import load_settings
+from partnerbot.http import HttpServer, build_http_app
 from partnerbot.jobs import JobFailed, run_job
 from partnerbot.wiring import Services
 from payments.stripe_gateway import StripeGateway
-from payments.webhook import HttpServer, StripeWebhook, build_http_app
-from tests.conftest import START
+from payments.webhook import StripeWebhook
+from storage.sqlite import SqliteStore
+from tests.conftest import START, FakeClock
 from tests.fakes.stripe_api import FakeStripe
 from tests.fakes.telegram_api import BotMessage, FakeUser
 from tests.faults import ledger_verify
@@ -121,15 +122,19 @@ class World:
 async def w(tmp_path: Path) -> AsyncIterator[World]:
     async with FakeStripe() as fake:
         clock = SyncedClock(START, fake)
-        async with bot_harness(tmp_path, clock=clock) as h:
-            gateway = StripeGateway(
-                fake.api_key, api_base=fake.base_url,
-                success_url=f"https://t.me/{BOT_USERNAME}",
-                timeout_seconds=GATEWAY_TIMEOUT, max_network_retries=0,
-            )
-            payments = PaymentService(h.store, clock, gateway, session_ttl=SESSION_TTL)
-            deps_of_app(h.app).payments = payments
-            webhook = StripeWebhook(payments, h.store, clock, SECRET)
+        gateway = StripeGateway(
+            fake.api_key, api_base=fake.base_url,
+            success_url=lambda: f"https://t.me/{BOT_USERNAME}",
+            timeout_seconds=GATEWAY_TIMEOUT, max_network_retries=0,
+        )
+
+        def payments_for(store: SqliteStore, clock: FakeClock) -> PaymentService:
+            return PaymentService(store, clock, gateway, session_ttl=SESSION_TTL)
+
+        async with bot_harness(tmp_path, clock=clock, payments=payments_for) as h:
+            payments = h.payments
+            assert payments is not None
+            webhook = StripeWebhook(payments, SECRET)
 
             async def healthy() -> dict[str, bool]:
                 return {"database": await h.store.ping()}
@@ -146,7 +151,8 @@ async def w(tmp_path: Path) -> AsyncIterator[World]:
                     encoding="utf-8",
                 )
                 services = Services(
-                    load_settings(config, environ={}), h.store, h.billing, payments, gateway
+                    load_settings(config, environ={}), h.store, clock, h.billing, payments,
+                    gateway,
                 )
                 acme = await h.new_partner("Acme", owner_id=OWNER, days=100)
                 await h.add_channel(acme.id, "shop")
@@ -263,12 +269,14 @@ async def test_a_confirm_button_whose_edit_fails_deletes_once_and_a_second_press
     h, owner = w.h, w.acme.owner
     await h.add_channel(w.acme.id, "web", days=40)  # 100 + 40 granted, 40 into web
     ask = await h.ask(owner, "/delete web")
-    failed: list[str] = []
-    deps_of_app(h.app).on_error = lambda: failed.append("error handler")
+    errors_before = len(h.error_handler_runs)
     h.tg.fail_server_error("editMessageText", status=502, chat_id=OWNER)
 
     first = await owner.press(ask, "Delete it")
-    await h.tg.wait_until(lambda: bool(failed), what="the failed edit to reach the error handler")
+    await h.tg.wait_until(
+        lambda: len(h.error_handler_runs) > errors_before,
+        what="the failed edit to reach the error handler",
+    )
     await h.tg.wait_idle(quiet=QUIET)
     assert first.answer is None  # the edit failed before the press was answered
     assert await w.balance(w.acme) == 140  # but the channel is deleted, its days back
@@ -280,7 +288,7 @@ async def test_a_confirm_button_whose_edit_fails_deletes_once_and_a_second_press
     assert await w.balance(w.acme) == 140
     assert await h.transfers_of(w.acme.id, TransferKind.RETURN) == 1
     assert (await h.ask(owner, "/balance")).text.startswith("Balance: 140 days")
-    assert apologies(owner) == [] and failed == ["error handler"]
+    assert apologies(owner) == [] and h.error_handler_runs[errors_before:] == ["error handler ran"]
 
 
 # --------------------------------------------------------------------- Telegram: getUpdates

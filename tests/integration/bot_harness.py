@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
 
-from bot.app import build_application
+from bot.app import build_application, start_up
 from core import channels
 from core.model import Partner, TransferKind
+from core.payments import PaymentService
 from core.policy import BillingPolicy
 from core.service import BillingService
 from storage.sqlite import SqliteStore
@@ -96,6 +97,8 @@ class BotHarness:
         billing: BillingService,
         app: AnyApp,
         tz: tzinfo,
+        payments: PaymentService | None = None,
+        error_handler_runs: list[str] | None = None,
     ) -> None:
         self.tg = tg
         self.store = store
@@ -104,6 +107,9 @@ class BotHarness:
         self.app = app
         self.tz = tz
         self.support = tg.user(SUPPORT_ID, "Sam", "sam_support")
+        self.payments = payments  # what the bot reaches; None: payments are not set up
+        # One entry each time the bot's error handler ran (its on_error hook).
+        self.error_handler_runs = [] if error_handler_runs is None else error_handler_runs
         self._keys = 0
 
     # ---------------------------------------------------------------------- talking to the bot
@@ -251,6 +257,21 @@ class BotHarness:
 
 
 @contextlib.asynccontextmanager
+async def started_application(app: AnyApp) -> AsyncIterator[AnyApp]:
+    """Started in `partnerbot run`'s order: initialize (getMe), the start-up step
+    (bot.app.start_up), then start and poll (running_application, whose own initialize
+    finds the work done); stopped and shut down on the way out."""
+    await app.initialize()
+    try:
+        await start_up(app)
+    except BaseException:
+        await app.shutdown()
+        raise
+    async with running_application(app):
+        yield app
+
+
+@contextlib.asynccontextmanager
 async def bot_harness(
     directory: Path,
     *,
@@ -258,21 +279,30 @@ async def bot_harness(
     support_ids: frozenset[int] = frozenset({SUPPORT_ID, OTHER_SUPPORT_ID}),
     tz: tzinfo = UTC,
     policy: BillingPolicy | None = None,
+    payments: Callable[[SqliteStore, FakeClock], PaymentService] | None = None,
 ) -> AsyncIterator[BotHarness]:
-    """Start everything; stop it all (and close the database) on the way out."""
+    """Start everything; stop it all (and close the database) on the way out.
+
+    `payments` makes the PaymentService the bot reaches (none: payments are not set up)."""
     async with FakeTelegram(bot_username=BOT_USERNAME) as tg:
         store = await SqliteStore.open(directory / "partnerbot.db", synchronous="NORMAL")
         try:
             clock = clock or FakeClock()
             billing = BillingService(store, clock, policy or BillingPolicy())
+            error_handler_runs: list[str] = []
+            payment_service = payments(store, clock) if payments is not None else None
             app = build_application(
                 token=tg.token,
                 api_base_url=tg.base_url,
                 billing=billing,
                 support_ids=support_ids,
                 tz=tz,
+                payments=payment_service,
+                on_error=lambda: error_handler_runs.append("error handler ran"),
             )
-            async with running_application(app):
-                yield BotHarness(tg, store, clock, billing, app, tz)
+            async with started_application(app):
+                yield BotHarness(
+                    tg, store, clock, billing, app, tz, payment_service, error_handler_runs
+                )
         finally:
             await store.close()

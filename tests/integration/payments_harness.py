@@ -2,8 +2,8 @@
 
 The real `StripeGateway` (stripe-python's StripeClient over HTTPX) talks to
 :class:`FakeStripe`, which validates every parameter against stripe-python's own TypedDicts;
-the real `StripeWebhook` is served by `build_http_app`/`HttpServer` on 127.0.0.1 and gets
-signed events over HTTP, like Stripe delivers them::
+the real `StripeWebhook` is served by partnerbot.http (`build_http_app`, `HttpServer`) on
+127.0.0.1 and gets signed events over HTTP, like Stripe delivers them::
 
     async with payments_harness(tmp_path) as h:
         acme = await h.new_partner("Acme", channels=["shop"])
@@ -35,9 +35,11 @@ from core import notices
 from core.model import OrderStatus, Partner, PaymentOrder, partner_account
 from core.payments import PaymentService
 from core.policy import BillingPolicy
+from core.ports import Store
 from core.service import BillingService
+from partnerbot.http import HttpServer, build_http_app
 from payments.stripe_gateway import StripeGateway
-from payments.webhook import HttpServer, StripeWebhook, build_http_app
+from payments.webhook import StripeWebhook, WebhookResult
 from storage.sqlite import SqliteStore
 from tests.conftest import START, FakeClock
 from tests.fakes.stripe_api import FakeStripe, RecordedRequest
@@ -110,6 +112,7 @@ class PaymentsHarness:
         server: HttpServer,
         http: aiohttp.ClientSession,
         base_url: str,
+        webhook_results: list[WebhookResult] | None = None,
     ) -> None:
         self.fake = fake
         self.store = store
@@ -118,6 +121,8 @@ class PaymentsHarness:
         self.gateway = gateway
         self.payments = payments
         self.webhook = webhook
+        # What the webhook's result hook heard, one entry per delivery.
+        self.webhook_results = [] if webhook_results is None else webhook_results
         self.server = server
         self.http = http
         self.base_url = base_url
@@ -300,22 +305,28 @@ async def payments_harness(
     max_network_retries: int = 0,
     gateway_timeout: float = GATEWAY_TIMEOUT,
     healthy: Healthy | None = None,
+    payments_store: Callable[[SqliteStore], Store] | None = None,
 ) -> AsyncIterator[PaymentsHarness]:
-    """Everything payments need, started; checks the ledger and the fake on the way out."""
+    """Everything payments need, started; checks the ledger and the fake on the way out.
+
+    `payments_store` puts something between the PaymentService and the database (a store
+    that fails on cue, for crash tests); the rest of the harness reads the database."""
     async with FakeStripe() as fake:
         clock = SyncedClock(start, fake)
         store = await SqliteStore.open(tmp_path / "payments.db")
         gateway = StripeGateway(
-            fake.api_key, api_base=fake.base_url, success_url=SUCCESS_URL,
+            fake.api_key, api_base=fake.base_url, success_url=lambda: SUCCESS_URL,
             timeout_seconds=gateway_timeout, max_network_retries=max_network_retries,
         )
         try:
             billing = BillingService(store, clock, policy or BillingPolicy())
             payments = PaymentService(
-                store, clock, gateway, session_ttl=SESSION_TTL,
+                payments_store(store) if payments_store else store, clock, gateway,
+                policy=policy, session_ttl=SESSION_TTL,
                 annual_discount_percent=ANNUAL_DISCOUNT,
             )
-            webhook = StripeWebhook(payments, store, clock, WEBHOOK_SECRET)
+            results: list[WebhookResult] = []
+            webhook = StripeWebhook(payments, WEBHOOK_SECRET, on_result=results.append)
 
             async def database_ok() -> dict[str, bool]:
                 return {"database": await store.ping()}
@@ -331,7 +342,7 @@ async def payments_harness(
                 ) as http:
                     harness = PaymentsHarness(
                         fake, store, clock, billing, gateway, payments, webhook, server,
-                        http, f"http://127.0.0.1:{port}",
+                        http, f"http://127.0.0.1:{port}", results,
                     )
                     yield harness
                     await harness.verify()

@@ -19,7 +19,6 @@ from bot.commands import COMMANDS, Audience
 from core.model import TransferKind
 from core.service import BillingService
 from tests.fakes.html_check import detect_entities
-from tests.fakes.telegram_api import running_application
 from tests.integration.bot_harness import (
     APOLOGY,
     OTHER_SUPPORT_ID,
@@ -27,6 +26,7 @@ from tests.integration.bot_harness import (
     Account,
     BotHarness,
     bot_harness,
+    started_application,
 )
 
 
@@ -208,7 +208,7 @@ async def test_an_update_redelivered_to_a_restarted_bot_does_its_work_once(
         tz=h.tz,
     )
     h.tg.push_update({"update_id": update["update_id"], "message": update["message"]})
-    async with running_application(again):
+    async with started_application(again):
         second = await owner.wait_reply()
         assert second.text == first.text
         reply = await h.ask(owner, "/balance")

@@ -76,7 +76,7 @@ async def wired(tmp_path: Path) -> AsyncIterator[Wired]:
     clock = FakeClock(T0)
     gateway = FakeGateway()
     billing = BillingService(store, clock, policy_from(settings))
-    services = Services(settings, store, billing, PaymentService(store, clock, gateway))
+    services = Services(settings, store, clock, billing, PaymentService(store, clock, gateway))
     try:
         yield Wired(settings, services, clock, gateway)
     finally:
