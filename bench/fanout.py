@@ -6,7 +6,7 @@ N notices (default 1,000; --quick: 300), each to a partner with one linked membe
 messages to N different private chats, are queued in a SQLite file; then the outbox
 (bot/outbox.py's Dispatcher, with the bot python-telegram-bot builds for `partnerbot run`:
 bot.app.build_application, AIORateLimiter included) delivers them to a Bot API server on
-loopback (tests/fakes/telegram_api.py) that enforces 30 messages/s overall and 1 message/s
+loopback (tests/fakes/telegram_api/) that enforces 30 messages/s overall and 1 message/s
 per chat and answers 429 `retry_after` beyond that, like Telegram.
 
 Prints the achieved rate (messages accepted by the server per second, from the
