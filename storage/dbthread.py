@@ -38,8 +38,8 @@ T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], Any]
 log = logging.getLogger(__name__)
 
-# Writes that may share one transaction. Enough to cover every update in flight at once
-# (the bot keeps at most 256); the bound only keeps one COMMIT from waiting on too many.
+# Writes that may share one transaction: more than a burst of chat updates brings at once,
+# and a bound on what one COMMIT carries (and on what runs again if a group fails whole).
 MAX_GROUP = 64
 
 
