@@ -19,11 +19,12 @@ arrives) and picks at random /balance, /channels, /history (reads) or /allocate 
 text format, the token scrubbed), written to /dev/null.
 
 "bare" is a python-telegram-bot Application with the same builder settings: the same token,
-server, Defaults, rate limiter and maximum of 256 updates in flight (its SimpleUpdateProcessor
-against our PerUserOrder), the same CommandHandlers for the same command names, each replying
-a fixed "ok". Both poll with start_polling(allowed_updates=ALLOWED_UPDATES), as the runner
-does. They take turns on the one server (one bot token), rounds interleaved, alternating who
-goes first; each side is warmed up first (every user's first message sets their menu).
+server, HTTP client (bot.api_request), Defaults, rate limiter and maximum of 256 updates in
+flight (its SimpleUpdateProcessor against our PerUserOrder), the same CommandHandlers for the
+same command names, each replying a fixed "ok". Both poll with
+start_polling(allowed_updates=ALLOWED_UPDATES), as the runner does. They take turns on the
+one server (one bot token), rounds interleaved, alternating who goes first; each side is
+warmed up first (every user's first message sets their menu).
 
 The rate limiter is AIORateLimiter(max_retries=3) on both sides, as production builds it, but
 with its overall budget of 30 messages/s lifted (overall_max_rate=0): with it, both sides
@@ -82,6 +83,7 @@ from telegram.ext import (  # noqa: E402
 )
 
 import bot.app  # noqa: E402
+from bot.api_request import bot_api_request  # noqa: E402
 from bot.app import ALLOWED_UPDATES, COMMAND_HANDLERS, build_application, start_up  # noqa: E402
 from core.policy import BillingPolicy  # noqa: E402
 from core.service import BillingService  # noqa: E402
@@ -356,6 +358,7 @@ def build_bare(base_url: str, production_limiter: bool) -> AnyApp:
         .token(TOKEN)
         .base_url(base_url)
         .base_file_url(bot.app.file_base_url(base_url))
+        .request(bot_api_request())
         .defaults(defaults)
         .rate_limiter(limiter_factory(production_limiter)(max_retries=3))
         .concurrent_updates(256)  # PerUserOrder's default maximum

@@ -285,8 +285,8 @@ def statements(workdir: Path) -> tuple[list[str], list[str]]:
 
 def breakdown(workdir: Path, synchronous: Synchronous, ops: int) -> tuple[float, float]:
     """Where ours spends its time beyond raw: (a) the use case (core + SqliteLedger) run
-    synchronously on this thread, no aiosqlite; (b) one aiosqlite round trip of a trivial
-    statement. Both in microseconds per operation."""
+    synchronously on this thread, no database thread; (b) one round trip to the store's
+    database thread of a trivial statement. Both in microseconds per operation."""
     path = workdir / f"split-{synchronous.lower()}.db"
     pid, _ = asyncio.run(prepare(path, synchronous, ops * 2 + 1000))
     conn = sqlite3.connect(path, isolation_level=None)
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="timed rounds per cell (default 7, quick 3)")
     parser.add_argument("--ops", type=int, help="allocations per round (default 1500, quick 300)")
     parser.add_argument("--breakdown", action="store_true", help="also time ours in parts: "
-                        "the use case without aiosqlite, and one aiosqlite round trip")
+                        "the use case without the database thread, and one round trip to it")
     parser.add_argument("--dir", type=Path, help="where the database files go (default: a "
                         "temporary directory; use a directory on the disk you care about)")
     args = parser.parse_args(argv)
@@ -393,8 +393,8 @@ def main(argv: list[str] | None = None) -> int:
             modes: tuple[Synchronous, ...] = ("FULL", "NORMAL")
             for sync in modes:
                 sync_us, hop_us = breakdown(workdir, sync, ops)
-                print(f"{sync}: use case on one thread (core + SqliteLedger, no aiosqlite) "
-                      f"{sync_us:,.0f} us/op; aiosqlite round trip {hop_us:,.0f} us; "
+                print(f"{sync}: use case on one thread (core + SqliteLedger, no database thread) "
+                      f"{sync_us:,.0f} us/op; database thread round trip {hop_us:,.0f} us; "
                       f"raw {1e6 / cells[sync]['raw']:,.0f} us/op")
             print()
         print("both files of each cell pass `ledger verify` (same work, valid chain)")

@@ -21,6 +21,7 @@ from telegram.ext import (
 )
 
 from bot import menus
+from bot.api_request import bot_api_request
 from bot.deps import BotDeps, count_no_error, count_no_update, deps_of, install
 from bot.handlers import buttons, common, errors, partner, payments, support
 from bot.ordering import PerUserOrder
@@ -103,6 +104,7 @@ def build_application(
         .token(token)
         .base_url(api_base_url)
         .base_file_url(file_base_url(api_base_url))
+        .request(bot_api_request())
         .defaults(defaults)
         .rate_limiter(AIORateLimiter(max_retries=3))
         .concurrent_updates(PerUserOrder())

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from storage.rows import to_us
 from storage.sqlite import SqliteStore
+from storage.stats import StoreStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _US = 1_000_000
@@ -24,24 +25,24 @@ _US = 1_000_000
 
 class _StoreFigures(Collector):
     def __init__(self) -> None:
-        self.latest: dict[str, Any] = {}
+        self.latest: StoreStats | None = None
 
     def collect(self) -> Iterator[Metric]:
         s = self.latest
-        if not s:
+        if s is None:
             return
         yield CounterMetricFamily(
             "partnerbot_payments_fulfilled", "Paid orders whose days were credited",
-            value=s["payments"],
+            value=s.payments,
         )
         yield CounterMetricFamily(
-            "partnerbot_days_credited", "Days credited by paid orders", value=s["days_credited"]
+            "partnerbot_days_credited", "Days credited by paid orders", value=s.days_credited
         )
         yield GaugeMetricFamily(
             "partnerbot_outbox_depth", "Notices and deliveries waiting to be sent",
-            value=s["outbox_depth"],
+            value=s.outbox_depth,
         )
-        oldest = s["outbox_oldest_us"]
+        oldest = s.outbox_oldest_us
         yield GaugeMetricFamily(
             "partnerbot_outbox_oldest_age_seconds",
             "Age of the oldest notice still waiting (0 when none)",
@@ -49,7 +50,7 @@ class _StoreFigures(Collector):
         )
         yield GaugeMetricFamily(
             "partnerbot_members_unreachable", "Members who blocked the bot",
-            value=s["unreachable"],
+            value=s.unreachable,
         )
         success = GaugeMetricFamily(
             "partnerbot_job_last_success_timestamp_seconds",
@@ -63,13 +64,13 @@ class _StoreFigures(Collector):
             "partnerbot_job_last_run_ok", "1 if the job's last run did all its work",
             labels=["job"],
         )
-        for job, last_ok, took, last_run_ok in s["jobs"]:
-            if last_ok is not None:
-                success.add_metric([job], last_ok / _US)
-            if took is not None:
-                duration.add_metric([job], took / _US)
-            if last_run_ok is not None:
-                ok.add_metric([job], last_run_ok)
+        for j in s.jobs:
+            if j.last_success_us is not None:
+                success.add_metric([j.job], j.last_success_us / _US)
+            if j.last_duration_us is not None:
+                duration.add_metric([j.job], j.last_duration_us / _US)
+            if j.last_run_ok is not None:
+                ok.add_metric([j.job], int(j.last_run_ok))
         yield success
         yield duration
         yield ok

@@ -215,12 +215,13 @@ class SqliteLedger:
         self, account: str, *, limit: int, before_id: int | None = None
     ) -> list[Transfer]:
         before = (1 << 62) if before_id is None else before_id
-        # Two index range scans merged, rather than an OR that scans the table.
+        # Two index range scans merged, rather than an OR that scans the table. UNION ALL:
+        # no row is in both (CHECK debit <> credit), so there is nothing to deduplicate.
         cur = self.conn.execute(
             f"SELECT {rows.TRANSFER_COLS} FROM ("
             f" SELECT * FROM (SELECT * FROM transfers WHERE debit = ? AND id < ?"
             "  ORDER BY id DESC LIMIT ?)"
-            " UNION"
+            " UNION ALL"
             f" SELECT * FROM (SELECT * FROM transfers WHERE credit = ? AND id < ?"
             "  ORDER BY id DESC LIMIT ?)"
             ") ORDER BY id DESC LIMIT ?",

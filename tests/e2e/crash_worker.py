@@ -2,8 +2,9 @@
 
     python crash_worker.py DB_PATH TAG SEED
 
-Opens the SQLite store at DB_PATH (synchronous=FULL, the default) and, forever, runs a
-random operation through BillingService: credit a paid top-up order, grant days, create
+Opens the SQLite store at DB_PATH (synchronous=FULL, the default) and, forever, in
+LANES concurrent lanes (so that writes also commit in groups), runs random operations
+through BillingService: credit a paid top-up order, grant days, create
 a channel, allocate days, delete a channel. After each operation has COMMITTED (the
 awaited service call returned) it writes one line to stdout and flushes:
 
@@ -30,6 +31,7 @@ from core.service import BillingService
 from storage.sqlite import SqliteStore
 
 PARTNER = "Crash Test Partner"
+LANES = 4
 
 
 class SystemClock:
@@ -60,6 +62,14 @@ async def main(path: str, tag: str, seed: int) -> None:
         c.id: c.name for c in await store.read(lambda lg: lg.list_channels(pid))
     }
     emit(f"ready {pid}")
+    # Several lanes at once, so that writes queue together and commit as a group (one
+    # transaction, a savepoint each): a kill must not lose a reported one there either.
+    await asyncio.gather(*(lane(billing, rng, pid, live, f"{tag}-{k}") for k in range(LANES)))
+
+
+async def lane(
+    billing: BillingService, rng: random.Random, pid: int, live: dict[int, str], tag: str
+) -> None:
     n = 0
     while True:
         n += 1
@@ -96,8 +106,8 @@ async def main(path: str, tag: str, seed: int) -> None:
                 report(op, key, result, {"name": name, "days": days})
             else:
                 channel_id = rng.choice(sorted(live))
+                del live[channel_id]  # before the await: no other lane picks it meanwhile
                 result = await billing.delete_channel(pid, channel_id, "user:1", key)
-                del live[channel_id]
                 report(op, key, result, {"channel_id": channel_id})
         except BillingError as exc:
             emit("\t".join(["refused", op, key, type(exc).__name__]))
