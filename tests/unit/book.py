@@ -1,9 +1,8 @@
 """A partner's books over the in-memory store, for tests of core's use case functions.
 
 `Book.run` hands a use case the store's ledger in one transaction and keeps the audit
-events it recorded (only when the transaction commits, as a real store would). The
-partner has no members, so every notice that reaches anyone reaches support: counting
-support's deliveries counts the notices meant for support.
+events it recorded (only when the transaction commits, as a real store would). Notices
+are counted by who they reach: support (SUPPORT) or, once added, the partner's member.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from core.model import Channel, OrderKind, PaymentOrder, partner_account
+from core.model import Channel, Member, OrderKind, PaymentOrder, Role, partner_account
 from core.orders import credit_paid_order, grant_days, open_order
 from core.partners import create_partner
 from core.policy import BillingPolicy
@@ -23,6 +22,7 @@ from storage.memory import MemoryStore
 T = TypeVar("T")
 T0 = datetime(2030, 1, 14, 9, 30, tzinfo=UTC)
 SUPPORT = 900
+MEMBER = 700
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +89,20 @@ class Book:
         assert found is not None
         return found
 
-    async def support_told(self) -> int:
-        """How many notices reached support so far."""
+    async def add_member(self, user_id: int = MEMBER) -> None:
+        await self.store.write(lambda lg: lg.save_member(
+            Member(user_id, self.partner_id, Role.OWNER, T0)
+        ))
+
+    async def told(self) -> list[int]:
+        """Who was told something so far, one user id per notice delivered to them."""
         await self.store.write(lambda lg: lg.expand_notices([SUPPORT], T0))
         due = await self.store.read(lambda lg: lg.due_deliveries(T0 + timedelta(days=9000), 999))
-        assert {d.user_id for d in due} <= {SUPPORT}
-        return len(due)
+        return [d.user_id for d in due]
+
+    async def support_told(self) -> int:
+        """How many notices reached support so far."""
+        return (await self.told()).count(SUPPORT)
 
     async def grant(self, days: int, key: str = "g") -> int:
         done = await self.run(lambda lg: grant_days(
