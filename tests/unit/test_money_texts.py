@@ -104,3 +104,12 @@ def test_minimum_days_refuses_a_free_price_naming_the_price() -> None:
     with pytest.raises(InvalidInput) as caught:
         minimum_days(0, "usd")
     assert (caught.value.field, caught.value.reason) == ("monthly_price", "must be positive")
+
+
+def test_a_lone_decimal_point_is_not_an_amount() -> None:
+    # It passes the character check (digits and one point) and only Decimal refuses it.
+    with pytest.raises(InvalidInput) as caught:
+        parse_amount(".", "usd")
+    assert (caught.value.field, caught.value.reason) == (
+        "amount", "'.' is not an amount like 12.50"
+    )
