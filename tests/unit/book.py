@@ -33,8 +33,15 @@ class Event:
     detail: str
 
 
+def _instant(at: object) -> datetime:
+    # SQLite stores these instants NOT NULL; the memory store would keep a None silently.
+    assert isinstance(at, datetime) and at.utcoffset() is not None, f"not an instant: {at!r}"
+    return at
+
+
 class _Recording:
-    """The store's ledger, with each audit event also noted for the test."""
+    """The store's ledger, with each audit event also noted for the test, and the
+    instants the SQLite store requires checked as it would."""
 
     def __init__(self, inner: Ledger, seen: list[Event]) -> None:
         self.inner, self.seen = inner, seen
@@ -45,8 +52,11 @@ class _Recording:
     def record_event(
         self, at: datetime, actor: str, action: str, partner_id: int | None, detail: str
     ) -> None:
-        self.inner.record_event(at, actor, action, partner_id, detail)
+        self.inner.record_event(_instant(at), actor, action, partner_id, detail)
         self.seen.append(Event(actor, action, partner_id, detail))
+
+    def save_outcome(self, key: str, kind: str, payload: str, at: datetime) -> None:
+        self.inner.save_outcome(key, kind, payload, _instant(at))
 
 
 class Book:

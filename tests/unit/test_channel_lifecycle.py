@@ -7,6 +7,7 @@ transfers and the audit trail. Expected values are written out by hand.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -257,6 +258,20 @@ async def test_each_renewal_extends_from_the_end_the_last_one_left(book: Book) -
     assert keys == ["renew:1:2030-02-23T09:30:00+00:00", "renew:1:2030-01-24T09:30:00+00:00"]
 
 
+async def test_a_renewal_that_raced_another_for_the_same_end_is_made_once(book: Book) -> None:
+    """Two sweeps read the channel at the same end; the second to write replays the first."""
+    await book.grant(100)
+    cid = await _channel(book)
+    await _allocate(book, 10)
+    seen = await book.channel(cid)
+    first = await book.run(lambda lg: renew_channel(lg, T0 + 9 * DAY, cid, "scheduler:renew"))
+    # The second sweep still holds the row as it was before the first one wrote.
+    await book.run(lambda lg: lg.update_channel(seen))
+    again = await book.run(lambda lg: renew_channel(lg, T0 + 9 * DAY, cid, "scheduler:renew"))
+    assert again == replace(first, replayed=True)
+    assert await book.balance() == 60
+
+
 async def test_a_renewal_of_exactly_the_balance_goes_through_and_a_day_more_does_not(
     book: Book,
 ) -> None:
@@ -284,8 +299,9 @@ async def test_a_deleted_or_missing_channel_is_not_renewed(book: Book) -> None:
     cid = await _channel(book)
     await book.run(lambda lg: delete_channel(lg, T0, book.partner_id, cid, "user:1", "d1"))
     for missing in (cid, 99):
-        with pytest.raises(ChannelNotFound):
+        with pytest.raises(ChannelNotFound) as caught:
             await book.run(lambda lg, c=missing: renew_channel(lg, T0, c, "scheduler:renew"))
+        assert caught.value.name == str(missing)
     assert await book.balance() == 30
 
 
