@@ -350,3 +350,16 @@ def test_the_annual_price_is_twelve_months_less_the_discount_half_up(
     monthly: int, discount: int, annual: int
 ) -> None:
     assert annual_price(monthly, discount) == annual
+
+
+async def test_a_subscription_ended_before_any_period_was_paid_ends_cleanly(
+    book: Book,
+) -> None:
+    await book.add_member()
+    cid, order = await _subscription(book)
+    await _apply(book, _state(order, subscription_ref="sub_1"))
+    assert (await book.channel(cid)).active_until is None
+    await book.run(lambda lg: end_subscription(lg, LATER, "sub_1", "stripe:evt"))
+    channel = await book.channel(cid)
+    assert (channel.billing, channel.subscription_ref) == (ChannelBilling.BALANCE, None)
+    assert await book.told() == [MEMBER]
