@@ -8,6 +8,7 @@ with a snapshot that holds some.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 
@@ -198,3 +199,22 @@ def test_an_outcome_naming_a_missing_or_another_transfer_is_a_violation() -> Non
 
 def test_the_in_test_accounts_are_the_partner_and_channel_codes() -> None:
     assert (P1, P2, C1) == ("partner:1", "partner:2", "channel:1")
+
+
+def test_a_row_id_used_twice_is_out_of_order_and_leaves_a_gap() -> None:
+    snap = consistent().seal()
+    snap.rows[5] = dataclasses.replace(snap.rows[5], id=5)  # the sixth row renumbered 5
+    # Row 7 still chains to the renumbered row's digest, so only 5 and the gap are named.
+    assert [str(v) for v in verify(snap).violations] == [
+        "transfers.id=5: order: id not after 5",
+        f"transfers.id=5: {EDITED}",
+        "transfers.id=6: chain: missing: the row was removed",
+    ]
+
+
+def test_a_live_channel_that_never_had_days_holds_zero_and_is_fine() -> None:
+    book = consistent()
+    book.channels[4] = dataclasses.replace(book.channels[1], id=4, active_until=None)
+    report = verify(book.seal())
+    assert report.violations == []
+    assert report.on_channels == 60
