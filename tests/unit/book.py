@@ -7,6 +7,7 @@ are counted by who they reach: support (SUPPORT) or, once added, the partner's m
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,13 @@ def _instant(at: object) -> datetime:
     # SQLite stores these instants NOT NULL; the memory store would keep a None silently.
     assert isinstance(at, datetime) and at.utcoffset() is not None, f"not an instant: {at!r}"
     return at
+
+
+@dataclass(frozen=True, slots=True)
+class Told:
+    user_id: int
+    kind: str
+    facts: dict[str, Any]
 
 
 class _Recording:
@@ -109,6 +117,13 @@ class Book:
         await self.store.write(lambda lg: lg.expand_notices([SUPPORT], T0))
         due = await self.store.read(lambda lg: lg.due_deliveries(T0 + timedelta(days=9000), 999))
         return [d.user_id for d in due]
+
+    async def notices(self) -> list[Told]:
+        """Every notice delivered so far: to whom, which kind, and its facts. (The one
+        place that reads a notice's stored form.)"""
+        await self.store.write(lambda lg: lg.expand_notices([SUPPORT], T0))
+        due = await self.store.read(lambda lg: lg.due_deliveries(T0 + timedelta(days=9000), 999))
+        return [Told(d.user_id, d.notice.kind, json.loads(d.notice.payload)) for d in due]
 
     async def support_told(self) -> int:
         """How many notices reached support so far."""
