@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.errors import OrderNotPayable, PartnerNotFound
+from core.errors import OrderNotFound, OrderNotPayable, PartnerNotFound
 from core.model import GRANTS, OrderKind, OrderStatus, TransferKind, partner_account
 from core.orders import (
     close_order,
@@ -106,3 +106,9 @@ async def test_a_refund_is_one_transfer_per_refunded_total_and_tells_the_members
     told = await book.told()
     # Credited, refunded twice, and the low-balance alert (0 days is under 30).
     assert (told.count(MEMBER), told.count(SUPPORT)) == (4, 0)
+
+
+async def test_an_unknown_order_is_named_in_the_refusal(book: Book) -> None:
+    with pytest.raises(OrderNotFound) as caught:
+        await book.run(lambda lg: close_order(lg, T0, 99, OrderStatus.EXPIRED, "stripe:evt"))
+    assert caught.value.order_id == 99
