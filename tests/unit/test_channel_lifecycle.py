@@ -85,8 +85,9 @@ async def test_another_partners_channel_reads_as_absent(
 ) -> None:
     other = await Book(memory_store).start("Globex")
     theirs = await _channel(other, "shop")
-    with pytest.raises(ChannelNotFound):
+    with pytest.raises(ChannelNotFound) as caught:
         await book.read(lambda lg: channel_by_id(lg, book.partner_id, theirs))
+    assert caught.value.name == str(theirs)
     with pytest.raises(ChannelNotFound):
         await book.read(lambda lg: find_channel(lg, book.partner_id, "shop"))
     mine = await book.read(lambda lg: channel_by_id(lg, other.partner_id, theirs))
@@ -187,11 +188,12 @@ async def test_a_deletion_confirmed_against_an_old_end_is_refused(book: Book) ->
     await _allocate(book, 10, key="a1")
     shown = (await book.channel(cid)).active_until
     await _allocate(book, 10, key="a2")  # the channel changed after the partner looked
-    with pytest.raises(ChannelChanged):
+    with pytest.raises(ChannelChanged) as changed:
         await book.run(lambda lg: delete_channel(
             lg, T0, book.partner_id, cid, "user:1", "d1",
             expected_until=shown, check_expected=True,
         ))
+    assert changed.value.name == "shop"
     assert (await book.channel(cid)).live
     done = await book.run(lambda lg: delete_channel(
         lg, T0, book.partner_id, cid, "user:1", "d2",
@@ -203,8 +205,40 @@ async def test_a_deletion_confirmed_against_an_old_end_is_refused(book: Book) ->
 async def test_a_deleted_channel_cannot_be_deleted_again(book: Book) -> None:
     cid = await _channel(book)
     await book.run(lambda lg: delete_channel(lg, T0, book.partner_id, cid, "user:1", "d1"))
-    with pytest.raises(ChannelNotFound):
+    with pytest.raises(ChannelNotFound) as caught:
         await book.run(lambda lg: delete_channel(lg, T0, book.partner_id, cid, "user:1", "d2"))
+    assert caught.value.name == "shop"
+
+
+async def test_a_deleted_channel_no_longer_renews_itself(book: Book) -> None:
+    await book.grant(30)
+    cid = await _channel(book)
+    await book.run(lambda lg: set_auto_renew(lg, T0, book.partner_id, "shop", True, "user:1"))
+    await book.run(lambda lg: delete_channel(lg, T0, book.partner_id, cid, "user:1", "d1"))
+    assert (await book.channel(cid)).auto_renew is False
+
+
+async def test_deleting_after_half_a_day_of_two_returns_one_and_consumes_one(
+    book: Book,
+) -> None:
+    await book.grant(2)
+    cid = await _channel(book)
+    await _allocate(book, 2)
+    at = T0 + timedelta(hours=12)
+    done = await book.run(lambda lg: delete_channel(lg, at, book.partner_id, cid, "user:1", "d1"))
+    assert (done.returned_days, done.consumed_days, done.balance) == (1, 1, 1)
+    assert await book.balance(CONSUMED) == 1
+    assert await book.balance(channel_account(cid)) == 0
+
+
+async def test_deleting_never_returns_more_days_than_the_channel_holds(book: Book) -> None:
+    """A row whose end was moved by hand claims days the ledger never gave it."""
+    cid = await _channel(book)
+    channel = await book.channel(cid)
+    await book.run(lambda lg: lg.update_channel(replace(channel, active_until=T0 + 5 * DAY)))
+    done = await book.run(lambda lg: delete_channel(lg, T0, book.partner_id, cid, "user:1", "d1"))
+    assert (done.returned_days, done.consumed_days, done.balance) == (0, 0, 0)
+    assert await book.balance(channel_account(cid)) == 0
 
 
 # --- auto-renew (rule 9) -----------------------------------------------------------------

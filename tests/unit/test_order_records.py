@@ -112,3 +112,10 @@ async def test_an_unknown_order_is_named_in_the_refusal(book: Book) -> None:
     with pytest.raises(OrderNotFound) as caught:
         await book.run(lambda lg: close_order(lg, T0, 99, OrderStatus.EXPIRED, "stripe:evt"))
     assert caught.value.order_id == 99
+
+
+async def test_a_refund_of_an_unpaid_order_names_the_order_and_its_state(book: Book) -> None:
+    order = await book.open(60)
+    with pytest.raises(OrderNotPayable) as caught:
+        await book.run(lambda lg: refund_order(lg, T0, order.id, 2000, "stripe:evt"))
+    assert (caught.value.order_id, caught.value.status) == (order.id, "open")
