@@ -87,6 +87,11 @@ class Book:
         self.events.extend(seen)
         return result
 
+    @property
+    def recorded(self) -> _RecordingStore:
+        """The store for a service under test, its audit events noted as Book.run does."""
+        return _RecordingStore(self)
+
     def actions(self) -> list[str]:
         return [e.action for e in self.events]
 
@@ -146,3 +151,22 @@ class Book:
             lg, T0, order.id, order.amount, order.currency, "stripe:evt"
         ))
         return await self.order(order.id)
+
+
+class _RecordingStore:
+    """core.ports.Store over the book's store: writes go through Book.run."""
+
+    def __init__(self, book: Book) -> None:
+        self.book = book
+
+    async def write(self, work: Callable[[Ledger], T]) -> T:
+        return await self.book.run(work)
+
+    async def read(self, work: Callable[[Ledger], T]) -> T:
+        return await self.book.store.read(work)
+
+    async def lookup(self, work: Callable[[Ledger], T]) -> T:
+        return await self.book.store.lookup(work)
+
+    async def verify(self, work: Callable[[Any], T]) -> T:
+        return await self.book.store.verify(work)

@@ -366,8 +366,9 @@ async def test_a_paid_period_extends_the_channel_not_the_balance_once(book: Book
 
 async def test_a_period_for_a_missing_channel_or_of_no_days_is_refused(book: Book) -> None:
     cid = await _channel(book)
-    with pytest.raises(ChannelNotFound):
+    with pytest.raises(ChannelNotFound) as caught:
         await book.run(lambda lg: credit_subscription_period(lg, T0, 99, 30, "in_1", "s:e"))
+    assert caught.value.name == "99"
     with pytest.raises(InvalidInput):
         await book.run(lambda lg: credit_subscription_period(lg, T0, cid, 0, "in_2", "s:e"))
     assert await book.balance(SUBSCRIPTIONS) == 0

@@ -26,7 +26,7 @@ from core.orders import open_order
 from core.payments import PaymentService
 from storage.memory import MemoryStore
 from tests.conftest import FakeClock
-from tests.unit.book import MEMBER, T0, Book
+from tests.unit.book import MEMBER, T0, Book, Event
 
 
 class Gateway:
@@ -64,9 +64,9 @@ def gateway() -> Gateway:
 
 
 @pytest.fixture
-def service(memory_store: MemoryStore, gateway: Gateway) -> PaymentService:
+def service(book: Book, gateway: Gateway) -> PaymentService:
     return PaymentService(
-        memory_store, FakeClock(T0), gateway, session_ttl=timedelta(minutes=30),
+        book.recorded, FakeClock(T0), gateway, session_ttl=timedelta(minutes=30),
         annual_discount_percent=20, max_topup_days=400,
     )
 
@@ -118,6 +118,8 @@ async def test_a_top_up_whose_link_fails_is_cancelled(
         await service.start_topup(book.partner_id, 60, "user:1")
     order = await book.order(1)
     assert (order.status, order.closed_at, order.url) == (OrderStatus.CANCELED, T0, None)
+    assert book.events[-1] == Event("system:payments", "order.canceled", book.partner_id,
+                                    "order=1")
 
 
 # --- invoices (rule 6) ------------------------------------------------------------------------
@@ -149,20 +151,27 @@ async def test_an_invoice_on_request_is_labelled_by_its_number(
 
 
 async def test_no_live_channels_means_no_invoice(book: Book, service: PaymentService) -> None:
-    with pytest.raises(NothingToInvoice):
+    with pytest.raises(NothingToInvoice) as caught:
         await service.issue_invoice(book.partner_id, "scheduler")
+    assert caught.value.partner_id == book.partner_id
     with pytest.raises(NothingToInvoice):
         await service.issue_invoice(book.partner_id, "support:1", channel_count=0)
     assert await book.read(lambda lg: lg.list_orders(statuses=(OrderStatus.OPEN,))) == []
 
 
-@pytest.mark.parametrize(("count", "field"), [(100_001, "channels"), (100_000, "days")])
+@pytest.mark.parametrize(
+    ("count", "field", "reason"),
+    [
+        (100_001, "channels", "must be at most 100,000"),
+        (100_000, "days", "must be at most 100,000"),  # 3,000,000 days: one operation's cap
+    ],
+)
 async def test_an_invoice_for_more_channels_than_one_payment_can_hold_is_refused(
-    book: Book, service: PaymentService, count: int, field: str
+    book: Book, service: PaymentService, count: int, field: str, reason: str
 ) -> None:
     with pytest.raises(InvalidInput) as caught:
         await service.issue_invoice(book.partner_id, "support:1", channel_count=count)
-    assert caught.value.field == field
+    assert (caught.value.field, caught.value.reason) == (field, reason)
 
 
 async def test_an_invoice_whose_link_fails_waits_announced_and_is_linked_later(

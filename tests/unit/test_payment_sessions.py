@@ -363,3 +363,43 @@ async def test_a_subscription_ended_before_any_period_was_paid_ends_cleanly(
     channel = await book.channel(cid)
     assert (channel.billing, channel.subscription_ref) == (ChannelBilling.BALANCE, None)
     assert await book.told() == [MEMBER]
+
+
+async def test_a_subscription_checkout_reports_what_became_of_it(book: Book) -> None:
+    """The word the webhook answers Stripe with, and reconciliation counts by."""
+    cid, order = await _subscription(book)
+
+    async def report(state: SessionState) -> str:
+        return await book.run(lambda lg: apply_session(lg, LATER, state, "stripe:evt"))
+
+    assert await report(_state(order, status="open", subscription_ref="sub_1")) == "pending"
+    assert await report(_state(order, subscription_ref="sub_1")) == "subscribed"
+    assert await report(_state(order, subscription_ref="sub_1")) == "already"
+    _, other = await _subscription_for(book, "blog")
+    assert await report(_state(other, status="expired", paid="unpaid")) == "expired"
+    assert cid == 1
+
+
+async def _subscription_for(book: Book, name: str) -> tuple[int, PaymentOrder]:
+    made = await book.run(lambda lg: create_channel(lg, T0, book.partner_id, name, "u:1", name))
+    order = await book.run(lambda lg: open_order(
+        lg, T0, book.partner_id, OrderKind.SUBSCRIPTION, 30, "user:1",
+        channel_id=made.channel_id, amount=1000,
+    ))
+    return made.channel_id, await _linked(book, order, f"cs_{name}")
+
+
+async def test_a_period_or_refund_that_is_not_ours_reports_unknown(book: Book) -> None:
+    cid, _ = await _subscription(book)
+    unknown = await book.run(lambda lg: apply_period(
+        lg, LATER, invoice_ref="in_1", subscription_ref="sub_1", partner_id=book.partner_id,
+        channel_id=cid, interval="week", actor="stripe:evt",
+    ))
+    assert unknown == "unknown"
+    order = await _topup(book, ref="cs_t")
+    await _apply(book, _state(order, payment_ref="pi_t"))
+    await book.run(lambda lg: lg.update_order(replace(
+        lg.get_order(order.id), status=OrderStatus.CANCELED
+    )))
+    refund = await book.run(lambda lg: apply_refund(lg, LATER, "pi_t", 1000, "stripe:evt"))
+    assert refund == "unknown"
