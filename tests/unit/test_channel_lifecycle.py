@@ -88,8 +88,9 @@ async def test_another_partners_channel_reads_as_absent(
     with pytest.raises(ChannelNotFound) as caught:
         await book.read(lambda lg: channel_by_id(lg, book.partner_id, theirs))
     assert caught.value.name == str(theirs)
-    with pytest.raises(ChannelNotFound):
+    with pytest.raises(ChannelNotFound) as caught:
         await book.read(lambda lg: find_channel(lg, book.partner_id, "shop"))
+    assert caught.value.name == "shop"
     mine = await book.read(lambda lg: channel_by_id(lg, other.partner_id, theirs))
     assert mine.id == theirs
 

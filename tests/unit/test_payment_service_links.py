@@ -314,15 +314,16 @@ async def test_reconcile_credits_what_was_paid_and_relinks_a_lapsed_invoice(
     assert (done.checked, done.credited, done.closed, done.failed, done.relinked) == (2, 1, 0, 1, 2)
 
 
-async def test_reconcile_counts_an_invoice_it_could_not_relink_as_failed(
+async def test_reconcile_counts_each_invoice_it_could_not_relink_as_failed(
     book: Book, memory_store: MemoryStore, gateway: Gateway
 ) -> None:
-    order = await _unlinked(book, OrderKind.INVOICE)
+    orders = [await _unlinked(book, OrderKind.INVOICE) for _ in range(2)]
     gateway.down = True
     service = PaymentService(memory_store, FakeClock(T0 + timedelta(hours=2)), gateway)
     done = await service.reconcile(timedelta(hours=1))
-    assert (done.failed, done.relinked, done.closed) == (1, 0, 0)
-    assert (await book.order(order.id)).status is OrderStatus.OPEN
+    assert (done.failed, done.relinked, done.closed) == (2, 0, 0)
+    for order in orders:
+        assert (await book.order(order.id)).status is OrderStatus.OPEN
 
 
 async def test_reconcile_counts_expired_and_failed_sessions_as_closed(
