@@ -173,6 +173,9 @@ async def test_a_payment_that_differs_from_the_quote_is_not_credited(
             lg, T0, order.id, amount, currency, "stripe:evt"
         ))
     assert (caught.value.expected_amount, caught.value.expected_currency) == (2000, "usd")
+    assert (caught.value.order_id, caught.value.paid_amount, caught.value.paid_currency) == (
+        order.id, amount, currency
+    )
     assert await book.balance() == 0
     assert (await book.order(order.id)).status is OrderStatus.OPEN
 
