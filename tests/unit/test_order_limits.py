@@ -107,7 +107,9 @@ async def test_an_amount_of_exactly_the_largest_payment_is_accepted_and_one_more
     assert (await book.open(30, amount=99_999_999)).amount == 99_999_999
     with pytest.raises(InvalidInput) as caught:
         await book.open(30, amount=100_000_000)
-    assert caught.value.reason == "make the amount too large for one payment"
+    assert (caught.value.field, caught.value.reason) == (
+        "days", "make the amount too large for one payment"
+    )
 
 
 async def test_an_order_records_what_was_asked_at_the_partners_price(book: Book) -> None:

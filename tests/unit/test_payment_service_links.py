@@ -342,3 +342,22 @@ async def test_reconcile_counts_expired_and_failed_sessions_as_closed(
     assert (done.checked, done.closed, done.credited) == (2, 2, 0)
     assert (await book.order(one.id)).status is OrderStatus.EXPIRED
     assert (await book.order(two.id)).status is OrderStatus.FAILED
+
+
+async def test_by_default_a_year_is_discounted_15_percent_and_a_link_lives_an_hour(
+    book: Book, memory_store: MemoryStore, gateway: Gateway
+) -> None:
+    service = PaymentService(memory_store, FakeClock(T0), gateway)
+    await _channels(book, "shop")
+    order = await service.start_subscription(book.partner_id, "shop", "year", "user:1")
+    assert order.amount == 10_200  # 12 x 10.00 less 15 %
+    assert gateway.asked[0].expires_at == T0 + timedelta(hours=1)
+
+
+async def test_by_default_a_top_up_buys_at_most_36_500_days(
+    book: Book, memory_store: MemoryStore, gateway: Gateway
+) -> None:
+    service = PaymentService(memory_store, FakeClock(T0), gateway)
+    assert (await service.start_topup(book.partner_id, 36_500, "user:1")).days == 36_500
+    with pytest.raises(InvalidInput):
+        await service.start_topup(book.partner_id, 36_501, "user:1")
