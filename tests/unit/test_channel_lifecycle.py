@@ -76,8 +76,9 @@ async def test_a_channel_is_created_under_its_cleaned_name_and_logged(book: Book
 
 async def test_a_second_live_channel_of_the_same_name_is_refused(book: Book) -> None:
     await _channel(book, "shop")
-    with pytest.raises(ChannelNameTaken):
-        await _channel(book, "shop", key="c2")
+    with pytest.raises(ChannelNameTaken) as caught:
+        await _channel(book, " shop ", key="c2")
+    assert caught.value.name == "shop"
 
 
 async def test_another_partners_channel_reads_as_absent(

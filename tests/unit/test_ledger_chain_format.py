@@ -127,18 +127,31 @@ async def test_a_move_writes_one_transfer_with_what_it_was_given(
 
 
 @pytest.mark.parametrize(
-    ("debit", "credit", "days"),
-    [(GRANTS, "partner:1", 0), (GRANTS, "partner:1", -1), ("partner:1", "partner:1", 1)],
+    ("debit", "credit", "days", "message"),
+    [
+        (GRANTS, "partner:1", 0, "a transfer moves a positive number of days"),
+        (GRANTS, "partner:1", -1, "a transfer moves a positive number of days"),
+        ("partner:1", "partner:1", 1, "a transfer moves days between two different accounts"),
+    ],
 )
 async def test_a_move_of_no_days_or_to_its_own_account_is_refused(
-    memory_store: MemoryStore, debit: str, credit: str, days: int
+    memory_store: MemoryStore, debit: str, credit: str, days: int, message: str
 ) -> None:
     def work(lg: Ledger) -> Transfer:
         _partner(lg)
         return _grant(lg, "k", debit, credit, days)
 
-    with pytest.raises(ValueError, match="transfer moves"):
+    with pytest.raises(ValueError) as caught:
         await memory_store.write(work)
+    assert str(caught.value) == message
+
+
+async def test_a_move_without_a_reason_records_none(memory_store: MemoryStore) -> None:
+    def work(lg: Ledger) -> Transfer:
+        _partner(lg)
+        return _grant(lg, "k", GRANTS, "partner:1", 5)
+
+    assert (await memory_store.write(work)).reason == ""
 
 
 async def test_a_move_checks_the_low_balance_alert_of_each_partner_it_touches(

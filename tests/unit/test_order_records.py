@@ -14,7 +14,7 @@ from core.orders import (
     open_order,
     refund_order,
 )
-from core.outcomes import OrderCredited, OrderRefunded
+from core.outcomes import DaysGranted, OrderCredited, OrderRefunded
 from storage.memory import MemoryStore
 from tests.unit.book import MEMBER, SUPPORT, T0, Book, Event
 
@@ -34,8 +34,14 @@ async def _rows(book: Book) -> list[tuple[TransferKind, int, str, str, str, str,
 
 
 async def test_support_grants_and_removals_are_transfers_with_their_reason(book: Book) -> None:
-    await book.run(lambda lg: grant_days(lg, T0, book.partner_id, 10, "welcome", "support:1", "g"))
-    await book.run(lambda lg: grant_days(lg, T0, book.partner_id, -4, "typo", "support:1", "r"))
+    granted = await book.run(lambda lg: grant_days(
+        lg, T0, book.partner_id, 10, "welcome", "support:1", "g"
+    ))
+    removed = await book.run(lambda lg: grant_days(
+        lg, T0, book.partner_id, -4, "typo", "support:1", "r"
+    ))
+    assert granted == DaysGranted(book.partner_id, 10, 10, "welcome", 1)
+    assert removed == DaysGranted(book.partner_id, -4, 6, "typo", 2)
     assert await _rows(book) == [
         (TransferKind.GRANT, 10, "g", GRANTS, "partner:1", "welcome", None),
         (TransferKind.REMOVAL, 4, "r", "partner:1", GRANTS, "typo", None),
