@@ -3,7 +3,9 @@ says, and a zone that cannot tell its offset."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, tzinfo
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import pytest
 
@@ -30,7 +32,7 @@ class NoOffset(tzinfo):
 
 def test_an_instant_in_a_zone_without_an_offset_is_refused_as_naive() -> None:
     vague = datetime(2030, 1, 14, 9, 30, tzinfo=NoOffset())
-    with pytest.raises(ValueError, match="naive datetime: pass an aware instant"):
+    with pytest.raises(ValueError, match=r"^naive datetime: pass an aware instant$"):
         utc(vague)
     with pytest.raises(ValueError, match="naive"):
         unused_days(T0 + DAY, vague)
@@ -71,3 +73,23 @@ def test_a_count_refused_for_another_field_is_named_by_it_whatever_the_reason() 
 
 def test_one_day_is_accepted() -> None:
     assert check_days(1) == 1
+
+
+@pytest.fixture
+def new_york_local_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The machine's local zone set to New York for the test (POSIX only)."""
+    if not hasattr(time, "tzset"):
+        pytest.skip("needs time.tzset")
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("new_york_local_time")
+def test_an_instant_is_turned_to_utc_whatever_the_machines_zone() -> None:
+    berlin = timezone(timedelta(hours=1))
+    turned = utc(datetime(2030, 1, 14, 10, 30, tzinfo=berlin))
+    assert turned.isoformat() == "2030-01-14T09:30:00+00:00"
+    assert turned.tzinfo is UTC

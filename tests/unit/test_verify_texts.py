@@ -187,6 +187,7 @@ def test_outcomes_that_find_their_transfers_under_their_own_keys_pass() -> None:
 
 def test_an_outcome_naming_a_missing_or_another_transfer_is_a_violation() -> None:
     snap = WithOutcomes([
+        ("channel-made", "ChannelCreated", json.dumps({"channel_id": 1})),  # names none
         _outcome("alloc-9", 99),  # the newest rows were removed by hand
         _outcome("alloc-2", 3),  # points at alloc-1's row
         _outcome("alloc-1", 3),
