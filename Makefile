@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 # absent when the environment configures everything).
 CONFIG ?=
 
-.PHONY: run test check lint typecheck pytest bench constraints clean
+.PHONY: run test check lint typecheck pytest bench mutate constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +49,19 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/e2e.py
 
-constraints: $(VENV)/.dev
+# Mutation testing of the seven core files ([tool.mutmut] in pyproject.toml), one worker
+# (the machine may be shared); not part of `make test`. Ends with the kill rate per file.
+# Starts over each time: mutmut keeps a mutant's old result even when the tests changed.
+$(VENV)/.mutate: $(VENV)/.dev
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,mutate]'
+	touch $@
+
+mutate: $(VENV)/.mutate
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 1
+	$(BIN)/mutmut results --all true | $(BIN)/python tools/mutation_report.py
+
+constraints: $(VENV)/.dev $(VENV)/.mutate
 	{ echo "# Exact versions installed by 'make' and the Dockerfile (pip -c constraints.txt)."; \
 	  echo "# Regenerate after changing pyproject.toml: make constraints"; \
 	  $(BIN)/pip freeze --exclude-editable; } > constraints.txt
