@@ -30,6 +30,7 @@ from core.model import (
     PaymentOrder,
     Role,
     Transfer,
+    partner_account,
 )
 from core.policy import BillingPolicy
 from core.ports import Clock, Ledger, Store
@@ -72,6 +73,10 @@ class UseCase(Generic[P, T]):
     ) -> None:
         self.trip = trip
         self.function = function
+        self.name: str | None = None  # the service's attribute, once the class is made
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.name = name
 
     @overload
     def __get__(self, service: None, owner: type[Any]) -> UseCase[P, T]: ...
@@ -91,6 +96,10 @@ class UseCase(Generic[P, T]):
 
         call.__name__ = call.__qualname__ = getattr(function, "__name__", "use_case")
         call.__doc__ = function.__doc__
+        # Kept on the instance, which shadows this (non-data) descriptor from then on: a
+        # chat update calls a use case or two, and each would otherwise build this again.
+        if self.name is not None:
+            vars(service)[self.name] = call
         return call
 
 
@@ -212,8 +221,6 @@ class BillingService:
         """Every partner with its balance and live channel count, by id."""
 
         def work(ledger: Ledger) -> list[tuple[Partner, int, int]]:
-            from core.model import partner_account
-
             return [
                 (p, ledger.balance(partner_account(p.id)), len(ledger.list_channels(p.id)))
                 for p in ledger.list_partners()
@@ -272,7 +279,10 @@ class BillingService:
 
         def read(lg: Ledger) -> tuple[Partner, list[Transfer], dict[int, str]]:
             partner = partners.get_partner(lg, partner_id)
-            rows = queries.history(lg, partner_id, limit=limit, before_id=before_id)
+            # queries.history without its own check that the partner exists: done above.
+            rows = lg.list_transfers(
+                partner_account(partner_id), limit=limit, before_id=before_id
+            )
             names = (
                 {c.id: c.name for c in lg.list_channels(partner_id, include_deleted=True)}
                 if rows else {}
