@@ -73,10 +73,6 @@ class UseCase(Generic[P, T]):
     ) -> None:
         self.trip = trip
         self.function = function
-        self.name: str | None = None  # the service's attribute, once the class is made
-
-    def __set_name__(self, owner: type[Any], name: str) -> None:
-        self.name = name
 
     @overload
     def __get__(self, service: None, owner: type[Any]) -> UseCase[P, T]: ...
@@ -96,10 +92,6 @@ class UseCase(Generic[P, T]):
 
         call.__name__ = call.__qualname__ = getattr(function, "__name__", "use_case")
         call.__doc__ = function.__doc__
-        # Kept on the instance, which shadows this (non-data) descriptor from then on: a
-        # chat update calls a use case or two, and each would otherwise build this again.
-        if self.name is not None:
-            vars(service)[self.name] = call
         return call
 
 
