@@ -108,12 +108,13 @@ KIND_LABEL = {
 def history_line(t: Transfer, partner_id: int, names: dict[int, str], tz: tzinfo) -> str:
     incoming = t.credit == partner_account(partner_id)
     other = t.debit if incoming else t.credit
-    label = KIND_LABEL.get(t.kind.value, t.kind.value)
+    kind = t.kind.value  # read once: an enum's value is a property, not a plain attribute
+    label = KIND_LABEL.get(kind, kind)
     channel_id = channel_of(other)
     if channel_id is not None:
         label += f" {esc(names.get(channel_id, other))}"
     sign = "+" if incoming else "−"
-    reason = f" ({esc(t.reason)})" if t.reason and t.kind.value in ("grant", "removal") else ""
+    reason = f" ({esc(t.reason)})" if t.reason and kind in ("grant", "removal") else ""
     return f"{date(t.created_at, tz)} {sign}{days(t.days)} {label}{reason}"
 
 

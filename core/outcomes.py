@@ -117,6 +117,18 @@ OUTCOME_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls for cls in typing.get_args(Outcome)
 }
 T = TypeVar("T")
+# What json.dumps(..., sort_keys=True, separators=(",", ":")) builds on every call, built
+# once: every write of a chat update stores an outcome.
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_STORED_FIELDS: dict[type[Any], tuple[str, ...]] = {}  # by outcome class, "replayed" left out
+
+
+def _stored_fields(cls: type[Any]) -> tuple[str, ...]:
+    names = _STORED_FIELDS.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls) if f.name != "replayed")
+        _STORED_FIELDS[cls] = names
+    return names
 
 
 def encode(outcome: object) -> tuple[str, str]:
@@ -125,12 +137,10 @@ def encode(outcome: object) -> tuple[str, str]:
     if kind not in OUTCOME_TYPES:
         raise TypeError(f"not an outcome: {kind}")
     data = {}
-    for f in dataclasses.fields(outcome):  # type: ignore[arg-type]
-        if f.name == "replayed":
-            continue
-        value = getattr(outcome, f.name)
-        data[f.name] = value.isoformat() if isinstance(value, datetime) else value
-    return kind, json.dumps(data, sort_keys=True, separators=(",", ":"))
+    for name in _stored_fields(type(outcome)):
+        value = getattr(outcome, name)
+        data[name] = value.isoformat() if isinstance(value, datetime) else value
+    return kind, _JSON.encode(data)
 
 
 def decode(kind: str, payload: str, expected: type[T]) -> T:

@@ -49,10 +49,11 @@ class AccountSummary:
 
 def channel_views(ledger: Ledger, now: datetime, partner_id: int) -> list[ChannelView]:
     views = []
+    at = utc(now)  # once, not per channel: /balance and /channels read this per update
     for channel in ledger.list_channels(partner_id):
         until = channel.active_until
-        running = until is not None and utc(until) > utc(now)
-        views.append(ChannelView(channel, unused_days(until, now), running))
+        running = until is not None and utc(until) > at
+        views.append(ChannelView(channel, unused_days(until, at), running))
     views.sort(key=lambda v: (v.channel.name.casefold(), v.channel.id))
     return views
 

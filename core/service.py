@@ -30,6 +30,7 @@ from core.model import (
     PaymentOrder,
     Role,
     Transfer,
+    partner_account,
 )
 from core.policy import BillingPolicy
 from core.ports import Clock, Ledger, Store
@@ -212,8 +213,6 @@ class BillingService:
         """Every partner with its balance and live channel count, by id."""
 
         def work(ledger: Ledger) -> list[tuple[Partner, int, int]]:
-            from core.model import partner_account
-
             return [
                 (p, ledger.balance(partner_account(p.id)), len(ledger.list_channels(p.id)))
                 for p in ledger.list_partners()
@@ -272,7 +271,10 @@ class BillingService:
 
         def read(lg: Ledger) -> tuple[Partner, list[Transfer], dict[int, str]]:
             partner = partners.get_partner(lg, partner_id)
-            rows = queries.history(lg, partner_id, limit=limit, before_id=before_id)
+            # queries.history without its own check that the partner exists: done above.
+            rows = lg.list_transfers(
+                partner_account(partner_id), limit=limit, before_id=before_id
+            )
             names = (
                 {c.id: c.name for c in lg.list_channels(partner_id, include_deleted=True)}
                 if rows else {}

@@ -112,3 +112,18 @@ def test_an_unknown_kind_is_refused() -> None:
 def test_only_outcomes_can_be_encoded(thing: object) -> None:
     with pytest.raises(TypeError):
         encode(thing)
+
+
+def test_the_stored_bytes_are_pinned() -> None:
+    """Existing databases hold these payloads: an encoding that writes other bytes would
+    make a replay compare differently and a stored row read differently."""
+    assert encode(DaysAllocated(1, 7, "Café 🚀 <b>", 30, 70, BERLIN_SUMMER, 12)) == (
+        "DaysAllocated",
+        '{"active_until":"2026-07-01T12:00:00+02:00","balance":70,"channel_id":7,'
+        '"channel_name":"Caf\\u00e9 \\ud83d\\ude80 <b>","days":30,"partner_id":1,'
+        '"transfer_id":12}',
+    )
+    assert encode(OrderRefunded(1, 3, 0, 40, None)) == (
+        "OrderRefunded",
+        '{"balance":40,"days":0,"order_id":3,"partner_id":1,"transfer_id":null}',
+    )
