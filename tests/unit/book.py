@@ -2,17 +2,18 @@
 
 `Book.run` hands a use case the store's ledger in one transaction and keeps the audit
 events it recorded (only when the transaction commits, as a real store would). Notices
-are counted by who they reach: support (SUPPORT) or, once added, the partner's member.
+are counted by who they reach: support (SUPPORT) or, once added, the partner's member,
+and read back typed through core.notices.decode (the codec the bot reads them with).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from core import notices as codec
 from core.model import Channel, Member, OrderKind, PaymentOrder, Role, partner_account
 from core.orders import credit_paid_order, grant_days, open_order
 from core.partners import create_partner
@@ -43,8 +44,8 @@ def _instant(at: object) -> datetime:
 @dataclass(frozen=True, slots=True)
 class Told:
     user_id: int
-    kind: str
-    facts: dict[str, Any]
+    kind: str  # the stored kind column
+    notice: codec.AnyNotice  # the stored payload, decoded
 
 
 class _Recording:
@@ -124,11 +125,14 @@ class Book:
         return [d.user_id for d in due]
 
     async def notices(self) -> list[Told]:
-        """Every notice delivered so far: to whom, which kind, and its facts. (The one
-        place that reads a notice's stored form.)"""
+        """Every notice delivered so far: to whom, which kind, and its typed facts. (The
+        one place that reads a notice's stored form.)"""
         await self.store.write(lambda lg: lg.expand_notices([SUPPORT], T0))
         due = await self.store.read(lambda lg: lg.due_deliveries(T0 + timedelta(days=9000), 999))
-        return [Told(d.user_id, d.notice.kind, json.loads(d.notice.payload)) for d in due]
+        return [
+            Told(d.user_id, d.notice.kind, codec.decode(d.notice.kind, d.notice.payload))
+            for d in due
+        ]
 
     async def support_told(self) -> int:
         """How many notices reached support so far."""

@@ -24,6 +24,7 @@ from core.model import (
 )
 from core.orders import open_order
 from core.payments import PaymentService
+from core.policy import BillingPolicy
 from storage.memory import MemoryStore
 from tests.conftest import FakeClock
 from tests.unit.book import MEMBER, T0, Book, Event
@@ -67,7 +68,7 @@ def gateway() -> Gateway:
 def service(book: Book, gateway: Gateway) -> PaymentService:
     return PaymentService(
         book.recorded, FakeClock(T0), gateway, session_ttl=timedelta(minutes=30),
-        annual_discount_percent=20, max_topup_days=400,
+        annual_discount_percent=20, policy=BillingPolicy(max_topup_days=400),
     )
 
 
