@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.channels import create_channel, credit_subscription_period
+from core.errors import PaymentUnavailable
 from core.model import OrderKind, SessionState
 from core.notices import (
     DaysCredited,
@@ -100,3 +101,24 @@ async def test_an_invoice_is_told_with_its_size_amount_period_and_link(
             period="2030-02", url="https://pay.example/cs_1",
         )),
     ]
+
+
+async def test_an_invoice_is_announced_under_the_keys_earlier_versions_stored(
+    book: Book, memory_store: MemoryStore
+) -> None:
+    """A notice's key is what stops it being queued twice, and keys are stored: a run of
+    this version finishing an invoice an earlier one began must find the same keys."""
+    gateway = Gateway()
+    service = PaymentService(memory_store, FakeClock(T0), gateway)
+    await book.run(lambda lg: create_channel(lg, T0, book.partner_id, "a", "u:1", "a"))
+    gateway.down = True
+    with pytest.raises(PaymentUnavailable):
+        await service.issue_invoice(book.partner_id, "scheduler", period="2030-02")
+    gateway.down = False
+    await service.ensure_link(await book.order(1))
+    await book.told()  # expands the queued notices into deliveries
+    due = await book.read(lambda lg: lg.due_deliveries(T0 + 9000 * DAY, 999))
+    assert [(d.notice.key, d.user_id) for d in due] == [
+        ("invoice:1:unlinked", MEMBER), ("invoice:1", MEMBER),
+    ]
+    assert [d.notice.kind for d in due] == ["invoice_issued", "invoice_issued"]

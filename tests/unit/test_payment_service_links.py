@@ -311,6 +311,10 @@ async def test_reconcile_credits_what_was_paid_and_relinks_a_lapsed_invoice(
     assert {relinked.provider_ref, (await book.order(unlinked_invoice.id)).provider_ref} == {
         "cs_4", "cs_5"
     }
+    # The lapsed invoice's new session is asked for the order as the store now holds it,
+    # without the session that lapsed.
+    [again] = [r for r in gateway.asked[3:] if r.order.id == lapsed.id]
+    assert (again.order.provider_ref, again.order.url) == (None, None)
     assert (await book.order(asked_first.id)).status is OrderStatus.OPEN
     assert (done.checked, done.credited, done.closed, done.failed, done.relinked) == (2, 1, 0, 1, 2)
 
