@@ -1,18 +1,20 @@
 """A partner's books over the in-memory store, for tests of core's use case functions.
 
 `Book.run` hands a use case the store's ledger in one transaction and keeps the audit
-events it recorded (only when the transaction commits, as a real store would). Notices
-are counted by who they reach: support (SUPPORT) or, once added, the partner's member.
+events and provider events it recorded (only when the transaction commits, as a real
+store would). Notices are counted by who they reach: support (SUPPORT) or, once added,
+the partner's member, and read back typed through core.notices.decode (the codec the bot
+reads them with).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from core import notices as codec
 from core.model import Channel, Member, OrderKind, PaymentOrder, Role, partner_account
 from core.orders import credit_paid_order, grant_days, open_order
 from core.partners import create_partner
@@ -41,18 +43,28 @@ def _instant(at: object) -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
+class Delivered:
+    """A provider event as recorded (the memory store keeps only its id and result)."""
+
+    event_id: str
+    kind: str
+    at: datetime
+    result: str
+
+
+@dataclass(frozen=True, slots=True)
 class Told:
     user_id: int
-    kind: str
-    facts: dict[str, Any]
+    kind: str  # the stored kind column
+    notice: codec.AnyNotice  # the stored payload, decoded
 
 
 class _Recording:
     """The store's ledger, with each audit event also noted for the test, and the
     instants the SQLite store requires checked as it would."""
 
-    def __init__(self, inner: Ledger, seen: list[Event]) -> None:
-        self.inner, self.seen = inner, seen
+    def __init__(self, inner: Ledger, seen: list[Event], delivered: list[Delivered]) -> None:
+        self.inner, self.seen, self.delivered = inner, seen, delivered
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -62,6 +74,12 @@ class _Recording:
     ) -> None:
         self.inner.record_event(_instant(at), actor, action, partner_id, detail)
         self.seen.append(Event(actor, action, partner_id, detail))
+
+    def record_provider_event(
+        self, event_id: str, event_type: str, at: datetime, result: str
+    ) -> None:
+        self.inner.record_provider_event(event_id, event_type, _instant(at), result)
+        self.delivered.append(Delivered(event_id, event_type, at, result))
 
     def save_outcome(self, key: str, kind: str, payload: str, at: datetime) -> None:
         self.inner.save_outcome(key, kind, payload, _instant(at))
@@ -73,6 +91,7 @@ class Book:
         self.price, self.currency = price, currency
         self.partner_id = 0
         self.events: list[Event] = []
+        self.provider_events: list[Delivered] = []
 
     async def start(self, name: str = "Acme") -> Book:
         self.partner_id = await self.store.write(lambda lg: create_partner(
@@ -83,8 +102,12 @@ class Book:
 
     async def run(self, work: Callable[[Ledger], T]) -> T:
         seen: list[Event] = []
-        result = await self.store.write(lambda lg: work(_Recording(lg, seen)))  # type: ignore[arg-type]
+        delivered: list[Delivered] = []
+        result = await self.store.write(
+            lambda lg: work(_Recording(lg, seen, delivered))  # type: ignore[arg-type]
+        )
         self.events.extend(seen)
+        self.provider_events.extend(delivered)
         return result
 
     @property
@@ -124,11 +147,14 @@ class Book:
         return [d.user_id for d in due]
 
     async def notices(self) -> list[Told]:
-        """Every notice delivered so far: to whom, which kind, and its facts. (The one
-        place that reads a notice's stored form.)"""
+        """Every notice delivered so far: to whom, which kind, and its typed facts. (The
+        one place that reads a notice's stored form.)"""
         await self.store.write(lambda lg: lg.expand_notices([SUPPORT], T0))
         due = await self.store.read(lambda lg: lg.due_deliveries(T0 + timedelta(days=9000), 999))
-        return [Told(d.user_id, d.notice.kind, json.loads(d.notice.payload)) for d in due]
+        return [
+            Told(d.user_id, d.notice.kind, codec.decode(d.notice.kind, d.notice.payload))
+            for d in due
+        ]
 
     async def support_told(self) -> int:
         """How many notices reached support so far."""

@@ -24,6 +24,7 @@ from core.model import (
 )
 from core.orders import open_order
 from core.payments import PaymentService
+from core.policy import BillingPolicy
 from storage.memory import MemoryStore
 from tests.conftest import FakeClock
 from tests.unit.book import MEMBER, T0, Book, Event
@@ -67,7 +68,7 @@ def gateway() -> Gateway:
 def service(book: Book, gateway: Gateway) -> PaymentService:
     return PaymentService(
         book.recorded, FakeClock(T0), gateway, session_ttl=timedelta(minutes=30),
-        annual_discount_percent=20, max_topup_days=400,
+        annual_discount_percent=20, policy=BillingPolicy(max_topup_days=400),
     )
 
 
@@ -310,6 +311,10 @@ async def test_reconcile_credits_what_was_paid_and_relinks_a_lapsed_invoice(
     assert {relinked.provider_ref, (await book.order(unlinked_invoice.id)).provider_ref} == {
         "cs_4", "cs_5"
     }
+    # The lapsed invoice's new session is asked for the order as the store now holds it,
+    # without the session that lapsed.
+    [again] = [r for r in gateway.asked[3:] if r.order.id == lapsed.id]
+    assert (again.order.provider_ref, again.order.url) == (None, None)
     assert (await book.order(asked_first.id)).status is OrderStatus.OPEN
     assert (done.checked, done.credited, done.closed, done.failed, done.relinked) == (2, 1, 0, 1, 2)
 

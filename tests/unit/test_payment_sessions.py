@@ -23,6 +23,9 @@ from core.model import (
 )
 from core.orders import attach_payment_link, open_order
 from core.payments import (
+    ChargeRefunded,
+    EventResult,
+    PeriodPaid,
     annual_price,
     apply_period,
     apply_refund,
@@ -138,7 +141,8 @@ async def test_an_expired_session_of_a_paid_invoice_leaves_it_as_it_is(book: Boo
     await _apply(book, _state(invoice))
     paid = await book.order(invoice.id)
     late = _state(invoice, status="expired", paid="unpaid")
-    assert await book.run(lambda lg: apply_session(lg, LATER, late, "stripe:evt")) == "already"
+    replayed = await book.run(lambda lg: apply_session(lg, LATER, late, "stripe:evt"))
+    assert replayed is EventResult.ALREADY
     assert await book.order(invoice.id) == paid
     assert "order.link_expired" not in book.actions()
 
@@ -226,10 +230,11 @@ async def test_a_subscription_completing_after_its_channel_was_deleted_leaves_it
 async def _period(book: Book, cid: int, invoice: str = "in_1", interval: str = "month",
                   sub: str = "sub_1", partner_id: int | None = None) -> None:
     pid = book.partner_id if partner_id is None else partner_id
-    await book.run(lambda lg: apply_period(
-        lg, LATER, invoice_ref=invoice, subscription_ref=sub, partner_id=pid,
-        channel_id=cid, interval=interval, actor="stripe:evt",
-    ))
+    period = PeriodPaid(
+        invoice_ref=invoice, subscription_ref=sub, partner_id=pid, channel_id=cid,
+        interval=interval,
+    )
+    await book.run(lambda lg: apply_period(lg, LATER, period, "stripe:evt"))
 
 
 @pytest.mark.parametrize(("interval", "days"), [("month", 30), ("year", 365)])
@@ -306,7 +311,8 @@ async def test_an_ended_subscription_returns_the_channel_to_the_balance(book: Bo
 async def test_a_refund_of_a_paid_top_up_takes_its_days_back(book: Book) -> None:
     order = await _topup(book)
     await _apply(book, _state(order))
-    await book.run(lambda lg: apply_refund(lg, LATER, "pi_1", 1000, "stripe:evt"))
+    refund = ChargeRefunded("pi_1", 1000)
+    await book.run(lambda lg: apply_refund(lg, LATER, refund, "stripe:evt"))
     assert await book.balance() == 30
     assert (await book.order(order.id)).refunded_days == 30
 
@@ -318,7 +324,8 @@ async def test_a_refund_of_an_unknown_or_subscription_payment_takes_nothing(
     await _apply(book, _state(order, subscription_ref="sub_1"))
     await book.grant(10)
     for ref in ("pi_unknown", "sub_1"):
-        await book.run(lambda lg, r=ref: apply_refund(lg, LATER, r, 1000, "stripe:evt"))
+        refund = ChargeRefunded(ref, 1000)
+        await book.run(lambda lg, r=refund: apply_refund(lg, LATER, r, "stripe:evt"))
     assert await book.balance() == 10
     assert (await book.order(order.id)).refunded_days == 0
     assert cid == 1
@@ -331,7 +338,8 @@ async def test_a_refund_of_an_order_no_longer_paid_takes_nothing(book: Book) -> 
     await book.run(lambda lg: lg.update_order(replace(
         lg.get_order(order.id), status=OrderStatus.CANCELED
     )))
-    await book.run(lambda lg: apply_refund(lg, LATER, "pi_1", 2000, "stripe:evt"))
+    refund = ChargeRefunded("pi_1", 2000)
+    await book.run(lambda lg: apply_refund(lg, LATER, refund, "stripe:evt"))
     assert await book.balance() == 60
     assert SUPPORT not in await book.told()
 
@@ -370,14 +378,15 @@ async def test_a_subscription_checkout_reports_what_became_of_it(book: Book) -> 
     """The word the webhook answers Stripe with, and reconciliation counts by."""
     cid, order = await _subscription(book)
 
-    async def report(state: SessionState) -> str:
+    async def report(state: SessionState) -> EventResult:
         return await book.run(lambda lg: apply_session(lg, LATER, state, "stripe:evt"))
 
-    assert await report(_state(order, status="open", subscription_ref="sub_1")) == "pending"
-    assert await report(_state(order, subscription_ref="sub_1")) == "subscribed"
-    assert await report(_state(order, subscription_ref="sub_1")) == "already"
+    opened = _state(order, status="open", subscription_ref="sub_1")
+    assert await report(opened) is EventResult.PENDING
+    assert await report(_state(order, subscription_ref="sub_1")) is EventResult.SUBSCRIBED
+    assert await report(_state(order, subscription_ref="sub_1")) is EventResult.ALREADY
     _, other = await _subscription_for(book, "blog")
-    assert await report(_state(other, status="expired", paid="unpaid")) == "expired"
+    assert await report(_state(other, status="expired", paid="unpaid")) is EventResult.EXPIRED
     assert cid == 1
 
 
@@ -392,15 +401,17 @@ async def _subscription_for(book: Book, name: str) -> tuple[int, PaymentOrder]:
 
 async def test_a_period_or_refund_that_is_not_ours_reports_unknown(book: Book) -> None:
     cid, _ = await _subscription(book)
-    unknown = await book.run(lambda lg: apply_period(
-        lg, LATER, invoice_ref="in_1", subscription_ref="sub_1", partner_id=book.partner_id,
-        channel_id=cid, interval="week", actor="stripe:evt",
-    ))
-    assert unknown == "unknown"
+    period = PeriodPaid(
+        invoice_ref="in_1", subscription_ref="sub_1", partner_id=book.partner_id,
+        channel_id=cid, interval="week",
+    )
+    unknown = await book.run(lambda lg: apply_period(lg, LATER, period, "stripe:evt"))
+    assert unknown is EventResult.UNKNOWN
     order = await _topup(book, ref="cs_t")
     await _apply(book, _state(order, payment_ref="pi_t"))
     await book.run(lambda lg: lg.update_order(replace(
         lg.get_order(order.id), status=OrderStatus.CANCELED
     )))
-    refund = await book.run(lambda lg: apply_refund(lg, LATER, "pi_t", 1000, "stripe:evt"))
-    assert refund == "unknown"
+    refund = ChargeRefunded("pi_t", 1000)
+    result = await book.run(lambda lg: apply_refund(lg, LATER, refund, "stripe:evt"))
+    assert result is EventResult.UNKNOWN
