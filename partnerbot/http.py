@@ -92,10 +92,14 @@ class HttpServer:
             guard.request_started(request)
             try:
                 return await handler(request)
-            except ConnectionResetError:
-                # The client left, or the guard closed a body too slow to wait for: there
-                # is nobody to answer, and aiohttp would log a traceback per connection.
-                # An HTTP error is dropped quietly on a closed connection.
+            except (ConnectionResetError, RuntimeError):
+                # Reading the body of a connection that is gone (aiohttp raises either):
+                # the client left, or the guard closed a body too slow to wait for. There
+                # is nobody to answer, and aiohttp would log a traceback per connection;
+                # an HTTP error on a closed connection is dropped quietly.
+                transport = request.transport
+                if transport is not None and not transport.is_closing():
+                    raise
                 raise web.HTTPRequestTimeout() from None
             finally:
                 guard.request_finished(request)
