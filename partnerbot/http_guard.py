@@ -116,7 +116,7 @@ class GuardedConnection(asyncio.Protocol):
         self.guard, self.inner = guard, inner
         self.transport: asyncio.Transport | None = None
         self.admitted = False
-        # The request being served: None between requests, else its body stream.
+        # Whether a request is in our handlers, and its body stream if it has one.
         self.serving = False
         self.body: StreamReader | None = None
         self.deadline: asyncio.TimerHandle | None = None

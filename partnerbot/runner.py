@@ -59,15 +59,20 @@ def http_server(
         }
 
     s = settings.server
-    limits = HttpLimits(
-        max_connections=s.max_connections,
+    return HttpServer(
+        build_http_app(webhook, healthy), s.host, s.port,
+        http_limits(settings, s.max_connections),
+        on_drop=lambda why: metrics.http_dropped.labels(reason=why.value).inc(),
+    )
+
+
+def http_limits(settings: Settings, max_connections: int) -> HttpLimits:
+    s = settings.server
+    return HttpLimits(
+        max_connections=max_connections,
         header_timeout=s.header_timeout_seconds,
         body_timeout=s.body_timeout_seconds,
         keepalive_timeout=s.keepalive_timeout_seconds,
-    )
-    return HttpServer(
-        build_http_app(webhook, healthy), s.host, s.port, limits,
-        on_drop=lambda why: metrics.http_dropped.labels(reason=why.value).inc(),
     )
 
 
@@ -90,15 +95,9 @@ def metrics_server(
     async def metrics_page() -> bytes:
         return await metrics.render(services.store, services.clock.now())
 
-    s = settings.server
-    limits = HttpLimits(
-        max_connections=METRICS_MAX_CONNECTIONS,
-        header_timeout=s.header_timeout_seconds,
-        body_timeout=s.body_timeout_seconds,
-        keepalive_timeout=s.keepalive_timeout_seconds,
-    )
     return HttpServer(
-        build_metrics_app(metrics_page), m.host, m.port, limits,
+        build_metrics_app(metrics_page), m.host, m.port,
+        http_limits(settings, METRICS_MAX_CONNECTIONS),
         on_drop=lambda why: metrics.http_dropped.labels(reason=why.value).inc(),
     )
 
