@@ -1,11 +1,17 @@
-# partnerbot: the bot, the HTTP server (Stripe webhook, /healthz, /metrics) and the
-# scheduler in one process. Configuration comes from PARTNERBOT_* environment variables
-# (or a TOML file mounted at $PARTNERBOT_CONFIG); the database lives on the /data volume.
+# partnerbot: the bot, the HTTP server (Stripe webhook, /healthz), the metrics listener
+# (/metrics) and the scheduler in one process. Configuration comes from PARTNERBOT_*
+# environment variables (or a TOML file mounted at $PARTNERBOT_CONFIG); the database
+# lives on the /data volume.
 #
 #   docker build -t partnerbot .
 #   docker run -d --name partnerbot -v partnerbot-data:/data -p 8080:8080 \
 #     -e PARTNERBOT_TELEGRAM__TOKEN=... -e PARTNERBOT_ACCESS__SUPPORT_USER_IDS='[111]' \
 #     partnerbot
+#
+# Metrics (payment counts, days credited) listen on 127.0.0.1:9464 inside the container
+# and are not EXPOSEd (so `docker run -P` cannot publish them): scrape them from inside,
+# or set PARTNERBOT_METRICS__HOST=0.0.0.0 and publish on a private address only, e.g.
+# -p 127.0.0.1:9464:9464 or an internal network.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -35,6 +41,8 @@ ENV PATH=/opt/partnerbot/bin:$PATH \
     PARTNERBOT_BACKUP__DIRECTORY=/data/backups \
     PARTNERBOT_SERVER__HOST=0.0.0.0 \
     PARTNERBOT_SERVER__PORT=8080 \
+    PARTNERBOT_METRICS__HOST=127.0.0.1 \
+    PARTNERBOT_METRICS__PORT=9464 \
     PARTNERBOT_LOGGING__FORMAT=json
 USER partnerbot
 WORKDIR /data

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 REDACTED = "[secret]"
@@ -38,6 +40,54 @@ class RedactingFilter(logging.Filter):
             record.exc_text = self.scrub(record.exc_text)
             record.exc_info = None  # formatted (and scrubbed) already
         return True
+
+
+@dataclass
+class _Window:
+    started: float
+    suppressed: int = 0
+
+
+class RateLimitFilter(logging.Filter):
+    """At most one record of each kind per `interval` seconds; the others are counted and
+    the count is added to the next one let through ("... (1234 more like this in 60 s)").
+
+    A kind is the logger, the level and the message template (before its arguments), so
+    "connection reset by %s" from many addresses is one kind. Put it on the loggers that a
+    hostile client can make talk (asyncio's accept errors, aiohttp's bad requests): one
+    attacker must not be able to fill the disk with log lines.
+    """
+
+    MAX_KINDS = 1000  # a bound on memory if templates vary (f-strings)
+
+    def __init__(
+        self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.interval, self.clock = interval, clock
+        self.windows: dict[tuple[str, int, str], _Window] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, str(record.msg))
+        now = self.clock()
+        window = self.windows.get(key)
+        if window is not None and now - window.started < self.interval:
+            window.suppressed += 1
+            return False
+        if len(self.windows) >= self.MAX_KINDS:
+            self.windows.clear()
+        self.windows[key] = _Window(now)
+        if window is not None and window.suppressed:
+            record.msg = (
+                f"{record.getMessage()} ({window.suppressed} more like this in "
+                f"{now - window.started:.0f} s)"
+            )
+            record.args = None
+        return True
+
+
+# Loggers that write a line per hostile connection or per failed accept().
+RATE_LIMITED_LOGGERS = ("asyncio", "aiohttp.server", "aiohttp.web", "partnerbot.http_guard")
 
 
 class JsonFormatter(logging.Formatter):
@@ -73,6 +123,11 @@ def setup(level: str, fmt: str, secrets: Iterable[str]) -> RedactingFilter:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    limiter = RateLimitFilter()
+    for name in RATE_LIMITED_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.filters[:] = [f for f in logger.filters if not isinstance(f, RateLimitFilter)]
+        logger.addFilter(limiter)
     # httpx logs every request at INFO; at that volume it is noise, not events.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     return redactor

@@ -91,6 +91,11 @@ class Metrics:
             "partnerbot_webhooks", "Stripe webhooks received, by outcome", ["result"],
             registry=self.registry,
         )
+        self.http_dropped = Counter(
+            "partnerbot_http_connections_dropped",
+            "HTTP connections the server closed itself, by reason (refused, evicted, "
+            "header_timeout, body_timeout)", ["reason"], registry=self.registry,
+        )
         self._figures = _StoreFigures()
         self.registry.register(self._figures)
 

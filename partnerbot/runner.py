@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application
 
+from bot.api_request import MAX_CONNECTIONS as BOT_API_CONNECTIONS
 from bot.app import ALLOWED_UPDATES, build_application, start_up
 from bot.outbox import Dispatcher
 from core.payments import EventHandled
 from partnerbot.config import Settings
-from partnerbot.http import HttpServer, build_http_app
+from partnerbot.http import HttpServer, build_http_app, build_metrics_app
+from partnerbot.http_guard import HttpLimits
 from partnerbot.metrics import Metrics
 from partnerbot.scheduler import build_scheduler
 from partnerbot.wiring import Services, open_services
@@ -55,11 +58,64 @@ def http_server(
             "bot": app.running and updater is not None and updater.running,
         }
 
+    s = settings.server
+    return HttpServer(
+        build_http_app(webhook, healthy), s.host, s.port,
+        http_limits(settings, s.max_connections),
+        on_drop=lambda why: metrics.http_dropped.labels(reason=why.value).inc(),
+    )
+
+
+def http_limits(settings: Settings, max_connections: int) -> HttpLimits:
+    s = settings.server
+    return HttpLimits(
+        max_connections=max_connections,
+        header_timeout=s.header_timeout_seconds,
+        body_timeout=s.body_timeout_seconds,
+        keepalive_timeout=s.keepalive_timeout_seconds,
+    )
+
+
+# The metrics listener is for one scraper on a private address: a few connections.
+METRICS_MAX_CONNECTIONS = 16
+# Descriptors the process needs beside its listeners' connections: the Bot API pool
+# (and getUpdates), the database and its -wal/-shm on two connections, backups, the
+# Stripe client, the listening sockets, the event loop's own, stdio.
+RESERVED_FILES = BOT_API_CONNECTIONS + 64
+
+
+def metrics_server(
+    settings: Settings, services: Services, metrics: Metrics
+) -> HttpServer | None:
+    """The metrics listener, or None when `metrics.port` is 0."""
+    m = settings.metrics
+    if m.port == 0:
+        return None
+
     async def metrics_page() -> bytes:
         return await metrics.render(services.store, services.clock.now())
 
-    http = build_http_app(webhook, healthy, metrics_page)
-    return HttpServer(http, settings.server.host, settings.server.port)
+    return HttpServer(
+        build_metrics_app(metrics_page), m.host, m.port,
+        http_limits(settings, METRICS_MAX_CONNECTIONS),
+        on_drop=lambda why: metrics.http_dropped.labels(reason=why.value).inc(),
+    )
+
+
+def check_file_limit(settings: Settings) -> None:
+    """Refuse a connection cap that does not leave the bot its own descriptors: at the
+    limit the Bot API client cannot open sockets and chats stop being answered."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = settings.server.max_connections
+    metrics = METRICS_MAX_CONNECTIONS if settings.metrics.port else 0
+    if soft != resource.RLIM_INFINITY and cap + metrics + RESERVED_FILES > soft:
+        raise StartupError(
+            f"server.max_connections: {cap} connections (+{metrics} for metrics and "
+            f"{RESERVED_FILES} kept for the bot's own connections and files) do not fit "
+            f"the open-file limit of {soft}: lower server.max_connections to at most "
+            f"{max(soft - metrics - RESERVED_FILES, 0)} or raise the limit "
+            "(ulimit -n, systemd LimitNOFILE=)"
+        )
 
 
 class Runtime:
@@ -81,6 +137,7 @@ class Runtime:
             on_error=metrics.errors.inc,
         )
         self.server = http_server(settings, services, self.app, metrics)
+        self.metrics_server = metrics_server(settings, services, metrics)
         self.dispatcher = Dispatcher(
             self.app.bot, services.store, services.clock, settings.telegram.tzinfo,
             settings.access.support_user_ids,
@@ -93,6 +150,7 @@ class Runtime:
         return username
 
     async def start(self) -> None:
+        check_file_limit(self.settings)
         try:
             await self.app.initialize()  # asks getMe: checks the token and the API address
         except InvalidToken as exc:
@@ -102,13 +160,21 @@ class Runtime:
                 f"telegram.api_base_url: cannot reach the Bot API ({exc.message})"
             ) from exc
         await start_up(self.app)
+        s = self.settings.server
         try:
             await self.server.start()
         except OSError as exc:
-            s = self.settings.server
             raise StartupError(
                 f"server.port: cannot listen on {s.host}:{s.port} ({exc.strerror})"
             ) from exc
+        if self.metrics_server is not None:
+            m = self.settings.metrics
+            try:
+                await self.metrics_server.start()
+            except OSError as exc:
+                raise StartupError(
+                    f"metrics.port: cannot listen on {m.host}:{m.port} ({exc.strerror})"
+                ) from exc
         await self.app.start()
         assert self.app.updater is not None
         await self.app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
@@ -127,6 +193,8 @@ class Runtime:
         if app.running:
             await app.stop()  # finishes the updates in hand
         await self.server.stop()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         try:
             await app.shutdown()
         except TelegramError as exc:

@@ -38,6 +38,7 @@ from partnerbot.config.sections import (
     DatabaseSettings,
     JobsSettings,
     LoggingSettings,
+    MetricsSettings,
     ServerSettings,
     StripeSettings,
     TelegramSettings,
@@ -99,6 +100,9 @@ class Settings(BaseSettings):
     stripe: StripeSettings = Field(default_factory=StripeSettings, description="Stripe payments.")
     server: ServerSettings = Field(
         default_factory=ServerSettings, description="HTTP server for webhooks and health."
+    )
+    metrics: MetricsSettings = Field(
+        default_factory=MetricsSettings, description="Metrics listener (GET /metrics)."
     )
     billing: BillingSettings = Field(
         default_factory=BillingSettings, description="Defaults of the billing rules."

@@ -269,6 +269,48 @@ class ServerSettings(BaseModel):
         le=65535,
         description="TCP port of the HTTP server.",
     )
+    max_connections: StrictishInt = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Most connections open at once; at the cap a new one takes the slot "
+        "of the longest-waiting idle or slow one, or is closed when all are being served. "
+        "Must fit the open-file limit with room for the bot's own connections.",
+    )
+    header_timeout_seconds: StrictishFloat = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="A request's line and headers must arrive within this, from its first byte.",
+    )
+    body_timeout_seconds: StrictishFloat = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="A request's body must arrive within this after its headers.",
+    )
+    keepalive_timeout_seconds: StrictishFloat = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="An idle connection (no request in progress) is closed after this.",
+    )
+
+
+class MetricsSettings(BaseModel):
+    model_config = _SECTION
+
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address of the metrics listener (GET /metrics); keep it private.",
+    )
+    port: StrictishInt = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="TCP port of the metrics listener; 0 turns it off.",
+    )
 
 
 class BillingSettings(BaseModel):

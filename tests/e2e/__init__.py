@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """os.environ without PARTNERBOT_* variables, plus `extra`.
+    """os.environ without PARTNERBOT_* variables, metrics off, plus `extra`.
 
     The checkout comes first on PYTHONPATH, so the child runs this working tree's code
     even when the editable install's package map is older than it (a package added since
@@ -33,5 +33,8 @@ def clean_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO), env.get("PYTHONPATH", "")) if p
     )
+    # Metrics off unless a test asks for a port: bots started by tests running side by
+    # side would all claim the default 9464.
+    env["PARTNERBOT_METRICS__PORT"] = "0"
     env.update(extra)
     return env

@@ -11,6 +11,7 @@ import asyncio
 import re
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -46,16 +47,37 @@ class Running:
     http: str
     db: Path
     log: Path
+    metrics: str  # the metrics listener (metrics.port), apart from the public one
 
-    async def get(self, path: str) -> tuple[int, str]:
-        async with aiohttp.ClientSession() as s, s.get(self.http + path) as r:
+    async def get(self, path: str, base: str | None = None) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as s, s.get((base or self.http) + path) as r:
             return r.status, await r.text()
 
 
+def with_open_files(limit: int, command: list[str]) -> list[str]:
+    """`command` run with RLIMIT_NOFILE at `limit`, set by a small launcher that then
+    becomes the command (exec): preexec_fn is unsafe with the fakes' threads running."""
+    return [
+        sys.executable, "-c",
+        "import os, resource, sys; n = int(sys.argv[1]);"
+        " resource.setrlimit(resource.RLIMIT_NOFILE, (n, n));"
+        " os.execv(sys.argv[2], sys.argv[2:])",
+        str(limit), *command,
+    ]
+
+
 @asynccontextmanager
-async def running_bot(tmp_path: Path) -> AsyncIterator[Running]:
+async def running_bot(
+    tmp_path: Path, open_files: int | None = None, **extra_env: str
+) -> AsyncIterator[Running]:
+    """`partnerbot run` between the fakes; `open_files` sets its RLIMIT_NOFILE,
+    `extra_env` adds PARTNERBOT_* settings."""
+
+    command = [*console_script(), "run"]
+    if open_files is not None:
+        command = with_open_files(open_files, command)
     async with FakeTelegram() as tg, FakeStripe() as stripe:
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
         db, log = tmp_path / "bot.db", tmp_path / "bot.log"
         env = clean_env(
             PARTNERBOT_TELEGRAM__TOKEN=tg.token,
@@ -66,13 +88,18 @@ async def running_bot(tmp_path: Path) -> AsyncIterator[Running]:
             PARTNERBOT_STRIPE__API_BASE=stripe.base_url,
             PARTNERBOT_STRIPE__WEBHOOK_SECRET=SECRET,
             PARTNERBOT_SERVER__PORT=str(port),
+            PARTNERBOT_METRICS__PORT=str(metrics_port),
             PARTNERBOT_LOGGING__FORMAT="json",
+            **extra_env,
         )
         with log.open("wb") as sink:
             proc = await asyncio.create_subprocess_exec(
-                *console_script(), "run", cwd=tmp_path, env=env, stdout=sink, stderr=sink
+                *command, cwd=tmp_path, env=env, stdout=sink, stderr=sink
             )
-        run = Running(tg, stripe, proc, f"http://127.0.0.1:{port}", db, log)
+        run = Running(
+            tg, stripe, proc, f"http://127.0.0.1:{port}", db, log,
+            f"http://127.0.0.1:{metrics_port}",
+        )
         try:
             for _ in range(200):  # up to 20 s to start on a busy machine
                 if proc.returncode is not None:
@@ -127,7 +154,7 @@ async def test_a_partner_tops_up_through_the_running_bot_and_is_told(tmp_path: P
         await owner.send("/balance")
         assert (await owner.wait_reply(10)).text.splitlines()[0] == "Balance: 300 days"
 
-        status, metrics = await bot.get("/metrics")
+        status, metrics = await bot.get("/metrics", bot.metrics)
         assert status == 200
         assert "partnerbot_days_credited_total 300.0" in metrics
         assert 'partnerbot_updates_total{command="topup"} 1.0' in metrics

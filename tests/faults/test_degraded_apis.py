@@ -142,7 +142,7 @@ async def w(tmp_path: Path) -> AsyncIterator[World]:
             server = HttpServer(build_http_app(webhook, healthy), "127.0.0.1", 0)
             await server.start()
             try:
-                port = int(server.runner.addresses[0][1])
+                port = int(server.addresses[0][1])
                 db = tmp_path / "partnerbot.db"  # bot_harness's database file
                 config = tmp_path / "config.toml"
                 config.write_text(

@@ -291,7 +291,7 @@ class PaymentsHarness:
 
 
 async def _server_port(server: HttpServer) -> int:
-    addresses = server.runner.addresses
+    addresses = server.addresses
     assert addresses, "the HTTP server is not listening"
     return int(addresses[0][1])
 
