@@ -15,11 +15,12 @@ from bot.app import ALLOWED_UPDATES, build_application, start_up
 from bot.outbox import Dispatcher
 from core.payments import EventHandled
 from partnerbot.config import Settings
-from partnerbot.http import HttpServer, build_http_app
+from partnerbot.http import Check, HttpServer, build_http_app
 from partnerbot.metrics import Metrics
 from partnerbot.scheduler import build_scheduler
 from partnerbot.wiring import Services, open_services
 from payments.webhook import StripeWebhook, WebhookResult
+from storage.watch import HealthWatch
 
 log = logging.getLogger("partnerbot")
 
@@ -48,11 +49,12 @@ def http_server(
             on_result=lambda result: metrics.webhooks.labels(result=webhook_label(result)).inc(),
         )
 
-    async def healthy() -> dict[str, bool]:
+    async def healthy() -> dict[str, Check]:
         updater = app.updater
+        db = services.store.health.state  # kept by the store's calls and its probe
         return {
-            "database": await services.store.ping(),
-            "bot": app.running and updater is not None and updater.running,
+            "database": Check(db.healthy, db.fault.value if db.fault else None),
+            "bot": Check(app.running and updater is not None and updater.running),
         }
 
     async def metrics_page() -> bytes:
@@ -86,6 +88,7 @@ class Runtime:
             settings.access.support_user_ids,
         )
         self.scheduler: AsyncIOScheduler | None = None
+        self.health_watch = HealthWatch(services.store, settings.database.health_probe_seconds)
 
     def bot_username(self) -> str | None:
         """The running bot's username (getMe), known once `start` has initialized it."""
@@ -93,6 +96,7 @@ class Runtime:
         return username
 
     async def start(self) -> None:
+        self.health_watch.start()
         try:
             await self.app.initialize()  # asks getMe: checks the token and the API address
         except InvalidToken as exc:
@@ -127,6 +131,7 @@ class Runtime:
         if app.running:
             await app.stop()  # finishes the updates in hand
         await self.server.stop()
+        await self.health_watch.stop()
         try:
             await app.shutdown()
         except TelegramError as exc:
