@@ -23,9 +23,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
+import shutil
 import sqlite3
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ from core.service import BillingService
 from partnerbot.config import load_settings
 from partnerbot.runner import Runtime
 from partnerbot.wiring import Services, SystemClock, open_services
+from storage.health import Fault
 from storage.sqlite import SqliteStore
 from tests.fakes.telegram_api import BotMessage, FakeTelegram, FakeUser
 from tests.faults import cli, free_port
@@ -283,3 +287,59 @@ async def test_ledger_verify_fails_on_a_corrupt_database(tmp_path: Path) -> None
     assert done.code == 1, done.out
     assert done.out.startswith("database corrupt: PRAGMA integrity_check found"), done.out
     assert "ledger ok" not in done.out
+
+
+def _unwritable(path: Path) -> Callable[[], None] | None:
+    """Make `path` impossible to open for writing, even for root (the immutable flag);
+    returns what undoes it, or None where this machine cannot do it."""
+    if os.geteuid() != 0:
+        path.chmod(0o400)
+        return lambda: path.chmod(0o600)
+    if shutil.which("chattr") is None:
+        return None
+    made = subprocess.run(["chattr", "+i", str(path)], check=False, capture_output=True)
+    if made.returncode != 0:  # a filesystem without the flag, or no such capability
+        return None
+
+    def writable() -> None:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+    return writable
+
+
+async def test_a_database_opened_read_only_writes_again_once_the_file_is_writable(
+    tmp_path: Path,
+) -> None:
+    """The real file fault: SQLite opens a file it cannot write read-only, and that
+    connection never writes again. The probe reconnects once the file is writable."""
+    db = tmp_path / "bot.db"
+    store = await SqliteStore.open(db, synchronous="NORMAL")
+    billing = BillingService(store, SystemClock(), BillingPolicy())
+    await billing.create_partner("Acme", "support:1")
+    await store.close()
+    undo = _unwritable(db)
+    if undo is None:
+        pytest.skip("cannot make a file read-only for this user here")
+    try:
+        store = await SqliteStore.open(db, synchronous="NORMAL")
+    except BaseException:
+        undo()
+        raise
+    try:
+        billing = BillingService(store, SystemClock(), BillingPolicy())
+        found = await store.probe(1, deep=False)
+        assert found.fault is Fault.READ_ONLY
+        with pytest.raises(StorageError, match="readonly"):
+            await billing.create_partner("Globex", "support:1")
+        assert store.health.state.fault is Fault.READ_ONLY
+        undo()
+        undo = None
+        for now_us in range(2, 5):  # the first passing probe may not clear a fresh failure
+            await store.probe(now_us, deep=True)
+        assert store.health.state.healthy
+        made = await billing.create_partner("Globex", "support:1")
+        assert made.partner.name == "Globex"
+    finally:
+        if undo is not None:
+            undo()
+        await store.close()
