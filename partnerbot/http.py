@@ -19,7 +19,6 @@ from payments.webhook import MAX_BODY, StripeWebhook
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class Check:
     """One part of /healthz: a failing part may name its cause ("disk full")."""
