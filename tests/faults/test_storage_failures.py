@@ -343,3 +343,21 @@ async def test_a_database_opened_read_only_writes_again_once_the_file_is_writabl
         if undo is not None:
             undo()
         await store.close()
+
+
+async def test_a_lock_held_by_another_process_is_reported_as_locked(tmp_path: Path) -> None:
+    db = tmp_path / "bot.db"
+    store = await SqliteStore.open(db, synchronous="NORMAL", busy_timeout_ms=50)
+    other = sqlite3.connect(db, isolation_level=None)
+    try:
+        assert (await store.probe(1, deep=True)).healthy
+        other.execute("BEGIN IMMEDIATE")  # as a hand-run sqlite3 shell left open would
+        found = await store.probe(2, deep=False)
+        assert found.fault is Fault.LOCKED
+        assert store.health.state.fault is Fault.LOCKED
+        other.execute("ROLLBACK")
+        assert (await store.probe(3, deep=False)).healthy
+        assert store.health.state.healthy
+    finally:
+        other.close()
+        await store.close()
