@@ -13,7 +13,7 @@ from bot.args import Usage
 from bot.commands import BY_NAME, Audience, usage
 from bot.deps import Context
 from bot.request import Request
-from core.errors import BillingError
+from core.errors import BillingError, StorageError, StoreBusy
 
 log = logging.getLogger("bot.commands")
 Handler = Callable[[Request], Awaitable[None]]
@@ -67,6 +67,10 @@ def command(name: str) -> Callable[[Handler], Callback]:
                 await handler(req)
             except Usage as exc:
                 await req.reply(f"{exc.reason} {usage(name)}".strip())
+            except StoreBusy as exc:
+                await req.reply(texts.explain(exc, hint=usage(name)))
+            except StorageError:
+                raise  # not a refusal: the error handler logs it once, with its reference
             except BillingError as exc:
                 await req.reply(texts.explain(exc, hint=usage(name)))
 

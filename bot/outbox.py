@@ -30,6 +30,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 
 from bot.notices import render
 from core.days import utc
+from core.errors import StorageError
 from core.model import Delivery
 from core.notices import NoticeUndecodable
 from core.partners import set_member_reachable
@@ -42,10 +43,17 @@ PER_SECOND = 28  # of Telegram's ~30 messages/s overall; the rest is for answers
 PER_CHAT_INTERVAL = 1.0  # seconds between two messages to one chat
 GIVE_UP_AFTER = timedelta(days=2)  # transient errors: retried until the notice is this old
 STOP_GRACE = 5.0  # seconds stop() lets the round in hand finish
+STORAGE_BACKOFF_CAP = 60.0  # seconds between rounds at most while the database fails
 
 
 def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(5 * 2**attempts, 3600))
+
+
+def storage_backoff(interval: float, failures: int) -> float:
+    """Seconds before the next round after `failures` rounds in a row met a failing
+    database: doubling from the usual interval up to STORAGE_BACKOFF_CAP."""
+    return float(min(interval * 2 ** min(failures, 30), STORAGE_BACKOFF_CAP))
 
 
 class _Pace:
@@ -94,6 +102,7 @@ class Dispatcher:
         self._paused_until: datetime | None = None  # a 429's retry_after, on self.clock
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.storage_failures = 0  # rounds in a row that met a failing database
 
     async def _send(self, delivery: Delivery) -> None:
         try:
@@ -183,13 +192,37 @@ class Dispatcher:
         await asyncio.gather(*(self._send(d) for d in chosen))
         return len(chosen)
 
+    async def _storage_failed(self, exc: StorageError) -> None:
+        """The database failed a round: one WARNING when that starts (not a traceback a
+        second), then wait longer and longer; what is queued stays queued."""
+        self.storage_failures += 1
+        if self.storage_failures == 1:
+            log.warning(
+                "outbox: the database is failing (%s); deliveries wait, retried with "
+                "backoff up to %.0f s", exc, STORAGE_BACKOFF_CAP,
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self._stopping.wait(), storage_backoff(self.interval, self.storage_failures)
+            )
+
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
                 sent = await self.run_once()
+            except StorageError as exc:
+                await self._storage_failed(exc)
+                continue
             except Exception:
                 log.exception("outbox: a round failed; trying again")
                 sent = 0
+            else:
+                if self.storage_failures:
+                    log.warning(
+                        "outbox: the database works again after %d failed rounds; "
+                        "deliveries resume", self.storage_failures,
+                    )
+                    self.storage_failures = 0
             if self._stopping.is_set():
                 break
             if sent >= BATCH:

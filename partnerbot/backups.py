@@ -7,6 +7,7 @@ import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from storage.files import private_dir
 from storage.sqlite import SqliteStore
 
 _NAME = re.compile(r"^partnerbot-(\d{8}-\d{6})\.db$")
@@ -34,7 +35,7 @@ def prune(directory: Path, now: datetime, keep: timedelta) -> list[Path]:
 async def scheduled_backup(
     store: SqliteStore, directory: Path, now: datetime, keep: timedelta
 ) -> str:
-    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(private_dir, directory)  # 0700: backups are the whole ledger
     target = await store.backup(directory / backup_name(now))
     removed = await asyncio.to_thread(prune, directory, now, keep)
     return f"backup: wrote {target}, removed {len(removed)} older than {keep.days} days"

@@ -112,6 +112,14 @@ async def partner_show(args: argparse.Namespace, svc: Services) -> int:
 
 
 async def ledger_verify(args: argparse.Namespace, svc: Services) -> int:
+    # The ledger's rows can read as consistent from a file whose other pages (indexes,
+    # free lists) are damaged: check the file itself first.
+    damage = await svc.store.integrity_check()
+    if damage:
+        out(f"database corrupt: PRAGMA integrity_check found {len(damage)} problem(s)")
+        for line in damage:
+            out(f"  {line}")
+        return 1
     report = await svc.billing.verify()
     if report.ok:
         out(report.summary())

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +24,16 @@ from payments.webhook import MAX_BODY, StripeWebhook
 
 log = logging.getLogger(__name__)
 
-Healthy = Callable[[], Awaitable[dict[str, bool]]]
+
+@dataclass(frozen=True)
+class Check:
+    """One part of /healthz: a failing part may name its cause ("disk full")."""
+
+    ok: bool
+    cause: str | None = None
+
+
+Healthy = Callable[[], Awaitable[Mapping[str, bool | Check]]]
 MetricsPage = Callable[[], Awaitable[bytes]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -43,8 +53,12 @@ def build_http_app(webhook: StripeWebhook | None, healthy: Healthy) -> web.Appli
         except Exception:  # a check that cannot even answer is a failing check
             log.exception("health check failed")
             return web.json_response({"health": "failing"}, status=503)
-        ok = all(checks.values())
-        body = {k: "ok" if v else "failing" for k, v in checks.items()}
+        parts = {k: v if isinstance(v, Check) else Check(v) for k, v in checks.items()}
+        body = {k: "ok" if v.ok else "failing" for k, v in parts.items()}
+        causes = [v.cause for v in parts.values() if not v.ok and v.cause]
+        if causes:
+            body["cause"] = causes[0]
+        ok = all(v.ok for v in parts.values())
         return web.json_response(body, status=200 if ok else 503)
 
     async def payments_off(request: web.Request) -> web.Response:

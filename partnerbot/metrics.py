@@ -4,21 +4,28 @@ Counts of what happens in this process (updates by command, errors, webhooks) ar
 counters; figures that must survive restarts and include other processes (payments
 fulfilled, days credited, the outbox, job runs) are read from the database at scrape
 time, so they are right even after a crash.
+
+A database that cannot be read (corrupt, unreadable) must not take the page down with
+it: the page then carries the process's own counters, `partnerbot_storage_healthy 0`
+and a count of failed reads, without the database's figures (absent beats wrong).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from core.errors import StorageError
 from storage.rows import to_us
 from storage.sqlite import SqliteStore
 from storage.stats import StoreStats
 
+log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _US = 1_000_000
 
@@ -96,9 +103,31 @@ class Metrics:
             "HTTP connections the server closed itself, by reason (refused, evicted, "
             "header_timeout, body_timeout)", ["reason"], registry=self.registry,
         )
+        self.storage_healthy = Gauge(
+            "partnerbot_storage_healthy", "1 while the database passes its health checks",
+            registry=self.registry,
+        )
+        self.stats_errors = Counter(
+            "partnerbot_metrics_store_errors",
+            "Scrapes whose figures could not be read from the database",
+            registry=self.registry,
+        )
         self._figures = _StoreFigures()
         self.registry.register(self._figures)
+        self._stats_failing = False
 
     async def render(self, store: SqliteStore, now: Any) -> bytes:
-        self._figures.latest = await store.stats(to_us(now))
+        try:
+            self._figures.latest = await store.stats(to_us(now))
+        except StorageError as exc:
+            self._figures.latest = None
+            self.stats_errors.inc()
+            if not self._stats_failing:  # once per failing spell, not per scrape
+                log.warning("metrics: database figures left out until it reads again: %s", exc)
+            self._stats_failing = True
+        else:
+            if self._stats_failing:
+                log.info("metrics: database figures are back")
+            self._stats_failing = False
+        self.storage_healthy.set(int(store.health.state.healthy))
         return generate_latest(self.registry)

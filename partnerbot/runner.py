@@ -12,17 +12,18 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application
 
-from bot.api_request import MAX_CONNECTIONS as BOT_API_CONNECTIONS
+from bot.api_request import CONNECTIONS as BOT_API_CONNECTIONS
 from bot.app import ALLOWED_UPDATES, build_application, start_up
 from bot.outbox import Dispatcher
 from core.payments import EventHandled
 from partnerbot.config import Settings
-from partnerbot.http import HttpServer, build_http_app, build_metrics_app
+from partnerbot.http import Check, HttpServer, build_http_app, build_metrics_app
 from partnerbot.http_guard import HttpLimits
 from partnerbot.metrics import Metrics
 from partnerbot.scheduler import build_scheduler
 from partnerbot.wiring import Services, open_services
 from payments.webhook import StripeWebhook, WebhookResult
+from storage.watch import HealthWatch
 
 log = logging.getLogger("partnerbot")
 
@@ -51,11 +52,12 @@ def http_server(
             on_result=lambda result: metrics.webhooks.labels(result=webhook_label(result)).inc(),
         )
 
-    async def healthy() -> dict[str, bool]:
+    async def healthy() -> dict[str, Check]:
         updater = app.updater
+        db = services.store.health.state  # kept by the store's calls and its probe
         return {
-            "database": await services.store.ping(),
-            "bot": app.running and updater is not None and updater.running,
+            "database": Check(db.healthy, db.fault.value if db.fault else None),
+            "bot": Check(app.running and updater is not None and updater.running),
         }
 
     s = settings.server
@@ -143,6 +145,7 @@ class Runtime:
             settings.access.support_user_ids,
         )
         self.scheduler: AsyncIOScheduler | None = None
+        self.health_watch = HealthWatch(services.store, settings.database.health_probe_seconds)
 
     def bot_username(self) -> str | None:
         """The running bot's username (getMe), known once `start` has initialized it."""
@@ -151,6 +154,7 @@ class Runtime:
 
     async def start(self) -> None:
         check_file_limit(self.settings)
+        self.health_watch.start()
         try:
             await self.app.initialize()  # asks getMe: checks the token and the API address
         except InvalidToken as exc:
@@ -195,6 +199,7 @@ class Runtime:
         await self.server.stop()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
+        await self.health_watch.stop()
         try:
             await app.shutdown()
         except TelegramError as exc:

@@ -61,6 +61,11 @@ class _Stop:
     future: asyncio.Future[Any]  # answered once the connection is closed
 
 
+@dataclass(frozen=True, eq=False)
+class _Reopen:
+    future: asyncio.Future[Any]  # answered once a new connection replaced the old one
+
+
 def _settle(pairs: list[tuple[asyncio.Future[Any], _Done]]) -> None:
     """On the loop: hand each waiting caller its outcome (one wake-up for a whole group)."""
     for future, done in pairs:
@@ -121,7 +126,7 @@ class DatabaseThread:
 
     def __init__(self, connect: Callable[[], sqlite3.Connection], name: str) -> None:
         self._connect = connect
-        self._queue: SimpleQueue[_Job | _Stop] = SimpleQueue()
+        self._queue: SimpleQueue[_Job | _Stop | _Reopen] = SimpleQueue()
         self._closed = False
         # A daemon: an interpreter that exits without close() abandons the open
         # transaction as a crash would (SQLite rolls it back on the next open).
@@ -151,6 +156,17 @@ class DatabaseThread:
         self._queue.put(_Job(work, future, write))
         return await future
 
+    async def reopen(self) -> None:
+        """Replace the connection with a new one (made as at start). A connection SQLite
+        opened read-only (the file was not writable then) stays read-only after the file
+        is made writable again: only a new one can write. Its errors raise here, and the
+        old connection stays in use."""
+        if self._closed:
+            raise StorageError("database: the store is closed")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Reopen(future))
+        await future
+
     async def close(self) -> None:
         """Run what is queued, close the connection, end the thread."""
         if self._closed:
@@ -168,7 +184,7 @@ class DatabaseThread:
         except sqlite3.Error as exc:
             self._serve_failed(exc)
             return
-        held: _Job | _Stop | None = None
+        held: _Job | _Stop | _Reopen | None = None
         while True:
             item = held if held is not None else self._queue.get()
             held = None
@@ -179,6 +195,9 @@ class DatabaseThread:
                     log.warning("database: close failed: %s", exc)
                 _deliver([(item.future, _Done())])
                 return
+            if isinstance(item, _Reopen):
+                conn = self._reopened(conn, item)
+                continue
             if not item.write:
                 _deliver([(item.future, _outcome(partial(item.work, conn)))])
                 continue
@@ -194,6 +213,19 @@ class DatabaseThread:
                     held = more  # runs next, after the group: the order is kept
                     break
             self._write(conn, group)
+
+    def _reopened(self, conn: sqlite3.Connection, item: _Reopen) -> sqlite3.Connection:
+        try:
+            fresh = self._connect()
+        except sqlite3.Error as exc:
+            _deliver([(item.future, _Done(error=_translated(exc)))])
+            return conn
+        try:
+            conn.close()
+        except sqlite3.Error as exc:
+            log.warning("database: close of the replaced connection failed: %s", exc)
+        _deliver([(item.future, _Done())])
+        return fresh
 
     def _serve_failed(self, exc: sqlite3.Error) -> None:
         """The connection could not be opened: every caller hears why, until close()."""

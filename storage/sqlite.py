@@ -9,6 +9,7 @@ timeout serialize them with other processes (the CLI).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -18,8 +19,10 @@ from typing import Any, Literal, TypeVar
 
 from core.errors import BillingError, StorageError, StoreBusy
 from core.ports import Ledger, LedgerSnapshot
+from storage import files, probe
 from storage.dbthread import DatabaseThread, transaction
 from storage.errors import translate
+from storage.health import HEALTHY, Fault, HealthMonitor, StorageHealth
 from storage.migrate import migrate
 from storage.sqlite_ledger import SqliteLedger, SqliteSnapshot
 from storage.stats import StoreStats, read_stats
@@ -47,11 +50,17 @@ LOOKUP_BUSY_MS = 20
 
 class SqliteStore:
     def __init__(
-        self, thread: DatabaseThread, path: Path, reader: sqlite3.Connection | None = None
+        self,
+        thread: DatabaseThread,
+        path: Path,
+        reader: sqlite3.Connection | None = None,
+        busy_timeout_ms: int = 5000,
     ) -> None:
         self._thread = thread  # owns the read-write connection
         self._reader = reader  # lookups, on the thread that owns the store (the loop's)
         self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self.health = HealthMonitor()  # fed by every failing call and by probe()
 
     @classmethod
     async def open(
@@ -65,6 +74,10 @@ class SqliteStore:
         target = Path(path)
         if not target.parent.is_dir():
             raise StorageError(f"database: directory {target.parent} does not exist")
+        try:
+            files.create_private(target)  # before SQLite makes it with the umask's mode
+        except OSError as exc:
+            raise StorageError(f"database: cannot create {target}: {exc.strerror}") from exc
 
         def connect() -> sqlite3.Connection:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves. The connection is
@@ -84,16 +97,25 @@ class SqliteStore:
             if applied:
                 log.info("database migrated: %s", ", ".join(applied))
             reader = _open_reader(target, synchronous)
+            files.tighten_database(target)  # -wal and -shm exist from here on
         except BaseException:
             await thread.close()
             raise
-        return cls(thread, target, reader)
+        return cls(thread, target, reader, busy_timeout_ms)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._thread.call(fn)
+        try:
+            return await self._thread.call(fn)
+        except StorageError as exc:
+            self.health.saw(exc)
+            raise
 
     async def write(self, work: Callable[[Ledger], T]) -> T:
-        return await self._thread.write(lambda conn: work(SqliteLedger(conn)))
+        try:
+            return await self._thread.write(lambda conn: work(SqliteLedger(conn)))
+        except StorageError as exc:
+            self.health.saw(exc)
+            raise
 
     async def read(self, work: Callable[[Ledger], T]) -> T:
         return await self._run(
@@ -112,6 +134,9 @@ class SqliteStore:
             return transaction(reader, "BEGIN", lambda: work(ledger))
         except StoreBusy:
             return await self.read(work)
+        except StorageError as exc:
+            self.health.saw(exc)
+            raise
 
     async def verify(self, work: Callable[[LedgerSnapshot], T]) -> T:
         return await self._run(
@@ -125,6 +150,52 @@ class SqliteStore:
         except BillingError:
             return False
         return bool(row and row[0] == 1)
+
+    async def probe(self, now_us: int, *, deep: bool) -> StorageHealth:
+        """Check the database as storage/probe.py describes and record the result in
+        `health`; `deep` adds `PRAGMA quick_check` (reads every page, off the loop)."""
+        directory = self.path.parent
+
+        def checks(conn: sqlite3.Connection) -> tuple[StorageHealth, bool]:
+            found = probe.check_space(conn, directory)
+            if found.healthy:
+                found = probe.heartbeat(conn, now_us)
+            return found, probe.deliberately_read_only(conn)
+
+        try:
+            found, deliberate = await self._thread.call(checks)
+            if found.fault in (Fault.READ_ONLY, Fault.IO) and not deliberate:
+                found = await self._reconnect(now_us, found)
+            if found.healthy and deep:
+                found = await asyncio.to_thread(
+                    probe.quick_check, self.path, self.busy_timeout_ms
+                )
+        except (StorageError, OSError) as exc:
+            found = StorageHealth(Fault.IO, str(exc))
+        self.health.probed(found)
+        return found
+
+    async def _reconnect(self, now_us: int, failed: StorageHealth) -> StorageHealth:
+        """A connection opened while the file could not be written never writes again:
+        try a new one, so the bot recovers once the file is writable (no restart)."""
+        try:
+            await self._thread.reopen()
+        except StorageError:
+            return failed
+        found: StorageHealth = await self._thread.call(lambda c: probe.heartbeat(c, now_us))
+        return found if not found.healthy else HEALTHY
+
+    async def integrity_check(self) -> tuple[str, ...]:
+        """SQLite's `PRAGMA integrity_check`: () when the file is sound, else its findings
+        (at most 20). A file too damaged to check is reported as such, not raised."""
+        try:
+            rows = await self._run(
+                lambda conn: conn.execute("PRAGMA integrity_check(20)").fetchall()
+            )
+        except StorageError as exc:
+            return (str(exc),)
+        found = tuple(str(row[0]) for row in rows)
+        return () if found == ("ok",) else found
 
     async def stats(self, now_us: int) -> StoreStats:
         """Figures for /metrics, read in one snapshot (cheap: indexed aggregates)."""
@@ -142,6 +213,7 @@ class SqliteStore:
                 raise StorageError(f"backup: {target} already exists")
             if not target.parent.is_dir():
                 raise StorageError(f"backup: directory {target.parent} does not exist")
+            files.create_private(partial)  # the copy is as private as the database
             dest = sqlite3.connect(partial)
             try:
                 # pages=-1 copies everything in one step, inside one read snapshot of the

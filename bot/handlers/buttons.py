@@ -12,7 +12,7 @@ from bot.callbacks import BadCallback, CancelDelete, ConfirmDelete, ListKind, No
 from bot.deps import Context
 from bot.render import days, esc
 from bot.request import Request
-from core.errors import BillingError, ChannelChanged, ChannelNotFound
+from core.errors import BillingError, ChannelChanged, ChannelNotFound, StorageError, StoreBusy
 
 log = logging.getLogger(__name__)
 
@@ -104,5 +104,9 @@ async def on_button(update: Update, context: Context) -> None:
             case CancelDelete():
                 await _edit(query, "Kept the channel: nothing was deleted.", None)
                 await query.answer()
+    except StorageError as exc:
+        if not isinstance(exc, StoreBusy):
+            raise  # the error handler logs it once, with the reference it shows
+        await query.answer(texts.explain(exc)[:190])
     except BillingError as exc:
         await query.answer(texts.explain(exc)[:190])

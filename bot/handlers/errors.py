@@ -9,6 +9,7 @@ from telegram import Update
 from telegram.error import BadRequest, NetworkError, TelegramError
 
 from bot.deps import Context, deps_of
+from core.errors import StorageError
 
 log = logging.getLogger("bot.errors")
 
@@ -22,7 +23,12 @@ async def on_error(update: object, context: Context) -> None:
         if update.effective_user is not None:
             extra["user_id"] = update.effective_user.id
     # The token may sit in a URL inside the exception: the log filter scrubs it.
-    log.error("unhandled error in an update", exc_info=context.error, extra=extra)
+    if isinstance(context.error, StorageError):
+        # The database failed (full, read-only, corrupt): the cause is the news, and a
+        # traceback per update would bury it while the fault lasts.
+        log.error("update failed (ref %s): %s", ref, context.error, extra=extra)
+    else:
+        log.error("unhandled error in an update", exc_info=context.error, extra=extra)
     deps_of(context).on_error()
     if not isinstance(update, Update) or update.effective_chat is None:
         return

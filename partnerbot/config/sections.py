@@ -186,6 +186,13 @@ class DatabaseSettings(BaseModel):
         gt=0,
         description="How long a connection waits for a lock before failing, in ms.",
     )
+    health_probe_seconds: StrictishFloat = Field(
+        default=15.0,
+        gt=0,
+        le=300,
+        description="Seconds between storage health probes (free space, a heartbeat write; "
+        "PRAGMA quick_check every third probe) behind /healthz.",
+    )
 
     @field_validator("path", mode="before")
     @classmethod

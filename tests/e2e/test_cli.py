@@ -106,7 +106,7 @@ def cli(tmp_path: Path) -> Cli:
 def _copy_db(source: Path, target: Path) -> None:
     for suffix in ("", "-wal"):  # closed cleanly, there is no WAL; copy one if there is
         if Path(f"{source}{suffix}").exists():
-            shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
+            shutil.copy(f"{source}{suffix}", f"{target}{suffix}")  # keeps its 0600
 
 
 @pytest.fixture(scope="module")

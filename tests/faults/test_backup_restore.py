@@ -154,7 +154,7 @@ class Bot:
 def copy_crashed(db: Path, directory: Path) -> int:
     """Copy `db` with its -wal and -shm into `directory`; returns the WAL's size."""
     for suffix in ("", "-wal", "-shm"):
-        shutil.copyfile(f"{db}{suffix}", directory / f"{db.name}{suffix}")
+        shutil.copy(f"{db}{suffix}", directory / f"{db.name}{suffix}")  # as cp: mode too
     return Path(f"{db}-wal").stat().st_size
 
 
@@ -166,7 +166,7 @@ def restore_as_the_readme_says(backup: Path, db: Path, aside: Path) -> None:
         old = Path(f"{db}{suffix}")
         if old.exists():
             old.rename(aside / old.name)
-    shutil.copyfile(backup, db)
+    shutil.copy(backup, db)  # as `cp` does, the private mode comes along
 
 
 # 1. a consistent copy while another process writes ----------------------------------------
@@ -322,7 +322,7 @@ async def test_after_a_crash_moving_the_wal_aside_is_what_restores(tmp_path: Pat
     # The same copy without moving the stale -wal/-shm aside: SQLite replays the old WAL
     # over the copied file, the "restored" database is the crashed one, and `ledger
     # verify` cannot tell (the README warns of this).
-    shutil.copyfile(backup, twin / "partnerbot.db")
+    shutil.copy(backup, twin / "partnerbot.db")
     skipped = (await ok("partner", "list", db=twin / "partnerbot.db")).out
     assert skipped != listed and "Globex" in skipped
     await ledger_verify(twin / "partnerbot.db")

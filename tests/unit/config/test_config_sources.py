@@ -26,6 +26,7 @@ DEFAULTS: list[tuple[str, object]] = [
     ("database.path", Path("partnerbot.db")),
     ("database.synchronous", "FULL"),
     ("database.busy_timeout_ms", 5000),
+    ("database.health_probe_seconds", 15.0),
     ("stripe.api_key", None),
     ("stripe.api_base", "https://api.stripe.com"),
     ("stripe.webhook_secret", None),
