@@ -39,6 +39,8 @@ RENEW_SHORT = "renew_short"
 RENEWED = "renewed"
 INVOICE_REMINDER = "invoice_reminder"
 INVOICE_OVERDUE = "invoice_overdue"
+PERIOD_MISMATCH = "period_mismatch"
+BALANCE_CORRECTED = "balance_corrected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,29 @@ class PaymentMismatched:
     expected_currency: str
     paid_amount: int  # minor units, as Stripe reported them
     paid_currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodMismatched:
+    """To support: a subscription period (a Stripe invoice) was paid with another amount or
+    currency than the subscription's price; the channel got no days."""
+
+    partner_id: int
+    channel: str
+    invoice_ref: str  # the Stripe invoice, to look it up there
+    expected_amount: int  # minor units: the price the subscription was made at
+    expected_currency: str
+    paid_amount: int  # minor units, as Stripe reported them
+    paid_currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceCorrected:
+    """To members: support granted (days > 0) or removed (days < 0) days, with a reason."""
+
+    days: int
+    balance: int  # after the change
+    reason: str  # as support typed it
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +218,8 @@ AnyNotice = (
     | RenewFellShort
     | InvoiceUnpaid
     | InvoiceOverdue
+    | PeriodMismatched
+    | BalanceCorrected
 )
 KINDS: dict[type[Any], str] = {
     DaysCredited: DAYS_CREDITED,
@@ -208,6 +235,8 @@ KINDS: dict[type[Any], str] = {
     RenewFellShort: RENEW_SHORT,
     InvoiceUnpaid: INVOICE_REMINDER,
     InvoiceOverdue: INVOICE_OVERDUE,
+    PeriodMismatched: PERIOD_MISMATCH,
+    BalanceCorrected: BALANCE_CORRECTED,
 }
 NOTICE_TYPES: dict[str, type[Any]] = {kind: cls for cls, kind in KINDS.items()}
 VERSION_KEY, VERSION = "v", 2  # payloads without it were stored by the first version

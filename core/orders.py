@@ -65,6 +65,12 @@ def grant_days(
                 ledger, key=key, debit=account, credit=GRANTS, days=-days,
                 kind=TransferKind.REMOVAL, actor=actor, at=now, reason=why,
             )
+        # Members did not make this change: they are told, with support's reason (the
+        # one who made it has the answer in the chat, and is not a member).
+        notices.notify(
+            ledger, now, f"corrected:{key}", partner_id,
+            notices.BalanceCorrected(days=days, balance=balance + days, reason=why),
+        )
         return DaysGranted(partner_id, days, balance + days, why, transfer.id)
 
     return once(ledger, key, now, DaysGranted, body)

@@ -26,8 +26,10 @@ from core.errors import (
     OrderNotPayable,
     PaymentMismatch,
     PaymentUnavailable,
+    SubscriptionExists,
 )
 from core.model import (
+    Channel,
     ChannelBilling,
     CheckoutMode,
     CheckoutRequest,
@@ -41,6 +43,9 @@ from core.policy import BillingPolicy
 from core.ports import Clock, Ledger, PaymentGateway, Store
 
 SUBSCRIPTION_DAYS = {"month": 30, "year": 365}
+# How long an order may wait for its payment link before reconcile takes it for one a
+# crash left linkless (Stripe's own timeout and retries take well under this).
+LINK_GRACE = timedelta(minutes=5)
 
 
 def annual_price(monthly_price: int, discount_percent: int) -> int:
@@ -69,7 +74,7 @@ class EventResult(StrEnum):
     EXPIRED = "expired"  # the checkout lapsed: its order closed
     LINK_EXPIRED = "link_expired"  # an invoice's link lapsed: the invoice waits for a new one
     FAILED = "failed"  # an asynchronous payment failed: its order closed
-    MISMATCH = "mismatch"  # paid another amount than the order's: support told
+    MISMATCH = "mismatch"  # paid another amount or currency than ordered: support told
     CHANNEL_DELETED = "channel_deleted"  # a period paid for a deleted channel: none credited
     FOREIGN = "foreign"  # the session's metadata names another order or partner
     UNKNOWN = "unknown"  # not an order, channel or payment of ours
@@ -102,13 +107,16 @@ class EventHandled:
 
 @dataclass(frozen=True, slots=True)
 class PeriodPaid:
-    """A subscription's invoice paid (Stripe invoice.paid), from its metadata."""
+    """A subscription's invoice paid (Stripe invoice.paid): its metadata and its money."""
 
     invoice_ref: str
     subscription_ref: str
     partner_id: int
     channel_id: int
     interval: str  # "month" or "year"
+    amount_paid: int  # minor units (Stripe's amount_paid); must be the subscription's price
+    currency: str
+    order_id: int | None = None  # the subscription's order, from the metadata we set
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,19 +178,26 @@ def apply_session(
             ledger, now, order.id, state.amount_total, state.currency, actor,
             payment_ref=state.payment_ref,
         )
-    except PaymentMismatch as exc:
-        notices.notify(
-            ledger, now, f"mismatch:{order.id}:{state.provider_ref}", None,
-            notices.PaymentMismatched(
-                partner_id=order.partner_id, order_id=order.id,
-                expected_amount=exc.expected_amount, expected_currency=exc.expected_currency,
-                paid_amount=state.amount_total, paid_currency=state.currency,
-            ),
-        )
+    except PaymentMismatch:
+        _tell_mismatch(ledger, now, order, state.provider_ref, state.amount_total,
+                       state.currency)
         return EventResult.MISMATCH
     except OrderNotPayable:
         return EventResult.ALREADY
     return EventResult.CREDITED
+
+
+def _tell_mismatch(
+    ledger: Ledger, now: datetime, order: PaymentOrder, ref: str, paid: int, currency: str
+) -> None:
+    notices.notify(
+        ledger, now, f"mismatch:{order.id}:{ref}", None,
+        notices.PaymentMismatched(
+            partner_id=order.partner_id, order_id=order.id,
+            expected_amount=order.amount, expected_currency=order.currency,
+            paid_amount=paid, paid_currency=currency,
+        ),
+    )
 
 
 def _apply_subscription_session(
@@ -195,6 +210,14 @@ def _apply_subscription_session(
         return EventResult.PENDING
     if order.status is OrderStatus.PAID:
         return EventResult.ALREADY
+    if state.amount_total != order.amount or state.currency.lower() != order.currency:
+        # Not the subscription that was ordered (its first period is the session's total):
+        # it does not become the channel's; support checks it in Stripe. The order is
+        # closed so that the channel is free for a correct one.
+        orders.close_order(ledger, now, order.id, OrderStatus.FAILED, actor)
+        _tell_mismatch(ledger, now, order, state.provider_ref, state.amount_total,
+                       state.currency)
+        return EventResult.MISMATCH
     # The days of each period arrive with its paid Stripe invoice (apply_period); here
     # the channel only learns which subscription pays for it.
     ledger.update_order(replace(order, status=OrderStatus.PAID, paid_at=utc(now),
@@ -228,12 +251,58 @@ def apply_period(ledger: Ledger, now: datetime, period: PeriodPaid, actor: str) 
             f"channel={channel_id} subscription={subscription_ref} invoice={invoice_ref}",
         )
         return EventResult.CHANNEL_DELETED
+    order = _subscription_order(ledger, period)
+    if order is None:
+        # No subscription of ours pays this channel: no price to check it against.
+        ledger.record_event(
+            now, actor, "subscription.period_without_order", partner_id,
+            f"channel={channel_id} subscription={subscription_ref} invoice={invoice_ref}",
+        )
+        return EventResult.UNKNOWN
+    if period.amount_paid != order.amount or period.currency.lower() != order.currency:
+        # A $0 invoice, a coupon, another price or currency: not the price the channel's
+        # days were sold at. Nothing is credited; support is told, once per invoice.
+        notices.notify(
+            ledger, now, f"period-mismatch:{invoice_ref}", None, notices.PeriodMismatched(
+                partner_id=partner_id, channel=channel.name, invoice_ref=invoice_ref,
+                expected_amount=order.amount, expected_currency=order.currency,
+                paid_amount=period.amount_paid, paid_currency=period.currency.lower(),
+            ),
+        )
+        ledger.record_event(
+            now, actor, "subscription.period_mismatch", partner_id,
+            f"channel={channel_id} subscription={subscription_ref} invoice={invoice_ref} "
+            f"paid={period.amount_paid} {period.currency.lower()}",
+        )
+        return EventResult.MISMATCH
     if channel.subscription_ref is None:
         ledger.update_channel(replace(
             channel, billing=ChannelBilling.SUBSCRIPTION, subscription_ref=subscription_ref
         ))
     paid = channels.credit_subscription_period(ledger, now, channel_id, days, invoice_ref, actor)
     return EventResult.ALREADY if paid.replayed else EventResult.EXTENDED
+
+
+def _subscription_order(ledger: Ledger, period: PeriodPaid) -> PaymentOrder | None:
+    """The order a subscription was made from, which holds its price: named by the
+    metadata, else the one its checkout completed, else the channel's newest one open or
+    paid (an invoice may arrive before its checkout's event)."""
+    def ours(order: PaymentOrder | None) -> bool:
+        return (
+            order is not None and order.kind is OrderKind.SUBSCRIPTION
+            and order.partner_id == period.partner_id and order.channel_id == period.channel_id
+        )
+
+    if period.order_id is not None:
+        named = ledger.get_order(period.order_id)
+        return named if ours(named) else None
+    by_payment = ledger.find_order_by_payment(period.subscription_ref)
+    if ours(by_payment):
+        return by_payment
+    candidates = ledger.list_orders(
+        period.partner_id, statuses=(OrderStatus.OPEN, OrderStatus.PAID)
+    )
+    return next((o for o in candidates if ours(o)), None)  # newest first
 
 
 def end_subscription(
@@ -267,6 +336,34 @@ def apply_refund(
     except OrderNotPayable:
         return EventResult.UNKNOWN
     return EventResult.REFUNDED if done.days and not done.replayed else EventResult.ALREADY
+
+
+def existing_subscription(ledger: Ledger, channel: Channel, session_ttl: timedelta) -> None:
+    """At most one subscription per channel, pending or active (rule 10): raise
+    SubscriptionExists naming the one there is. Checked inside the write transaction that
+    would open the next order (writes are serialized, and the database refuses a second
+    open subscription order of a channel besides), so two /subscribe at once cannot
+    both pass."""
+    if channel.subscription_ref is not None:
+        paid = ledger.find_order_by_payment(channel.subscription_ref)
+        interval = "month"
+        since = channel.created_at
+        if paid is not None:
+            interval = "year" if paid.days == SUBSCRIPTION_DAYS["year"] else "month"
+            since = paid.paid_at or paid.created_at
+        raise SubscriptionExists(channel.name, interval, since, pending=False)
+    pending = next((
+        o for o in ledger.list_orders(channel.partner_id, statuses=(OrderStatus.OPEN,))
+        if o.kind is OrderKind.SUBSCRIPTION and o.channel_id == channel.id
+    ), None)
+    if pending is not None:
+        raise SubscriptionExists(
+            channel.name,
+            "year" if pending.days == SUBSCRIPTION_DAYS["year"] else "month",
+            pending.created_at, pending=True, url=pending.url,
+            # The link is made right after the order, with this lifetime.
+            expires_at=pending.created_at + session_ttl,
+        )
 
 
 class PaymentService:
@@ -422,8 +519,7 @@ class PaymentService:
         def work(ledger: Ledger) -> PaymentOrder:
             partner = get_partner(ledger, partner_id)
             channel = find_channel(ledger, partner_id, channel_name)
-            if channel.subscription_ref is not None:
-                raise InvalidInput("channel", "already has a subscription")
+            existing_subscription(ledger, channel, self.session_ttl)
             price = (
                 partner.monthly_price
                 if interval == "month"
@@ -492,11 +588,16 @@ class PaymentService:
         return await self.store.write(work)
 
     async def reconcile(self, older_than: timedelta, actor: str = "stripe:reconcile") -> Reconciled:
-        """Ask the provider about orders still open after a while (lost webhooks)."""
+        """Ask the provider about orders still open after a while (lost webhooks).
+
+        `older_than` 0 (a hand run) asks about every open order; one still without a link
+        is left alone for LINK_GRACE even then: its link may be being made right now."""
         now = self.clock.now()
         cutoff = now - older_than
+        linkless_cutoff = now - max(older_than, LINK_GRACE)
         pending = await self.store.read(lambda lg: [
-            o for o in lg.list_orders(statuses=(OrderStatus.OPEN,)) if o.created_at <= cutoff
+            o for o in lg.list_orders(statuses=(OrderStatus.OPEN,))
+            if o.created_at <= (cutoff if o.provider_ref is not None else linkless_cutoff)
         ])
         checked = credited = closed = failed = relinked = 0
         for found in pending:
