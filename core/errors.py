@@ -157,6 +157,7 @@ class SubscriptionExists(BillingError):
         pending: bool,
         url: str | None = None,
         expires_at: datetime | None = None,
+        order_id: int | None = None,
     ) -> None:
         state = "pending" if pending else "active"
         super().__init__(f"channel {channel} has a {state} {interval} subscription")
@@ -166,6 +167,7 @@ class SubscriptionExists(BillingError):
         self.pending = pending
         self.url = url
         self.expires_at = expires_at
+        self.order_id = order_id  # the pending one's order
 
 
 class NothingToInvoice(BillingError):

@@ -25,6 +25,7 @@ from core.errors import (
     OrderNotPayable,
     PaymentMismatch,
     PaymentUnavailable,
+    SubscriptionExists,
 )
 from core.event_results import CLOSES, CREDITS, EventResult
 from core.model import (
@@ -325,7 +326,12 @@ class PaymentService:
                 actor, channel_id=channel.id, amount=price,
             )
 
-        order = await self.store.write(work)
+        try:
+            order = await self.store.write(work)
+        except SubscriptionExists as exc:
+            if not await self._lapsed(exc, now):
+                raise
+            order = await self.store.write(work)  # that checkout is closed now
         try:
             return await self._link(
                 order, CheckoutMode.SUBSCRIPTION, f"channel {channel_name}", interval
@@ -333,6 +339,24 @@ class PaymentService:
         except PaymentUnavailable:
             await self._cancel(order)
             raise
+
+    async def _lapsed(self, exists: SubscriptionExists, now: datetime) -> bool:
+        """A pending subscription past its link's lifetime whose `expired` webhook has not
+        come (yet): ask the provider, as reconcile would, rather than refuse with a link
+        that no longer works. True if the order got closed."""
+        if not exists.pending or exists.order_id is None or exists.expires_at is None:
+            return False
+        if exists.expires_at > now:
+            return False
+        order_id = exists.order_id
+        order = await self.store.read(lambda lg: lg.get_order(order_id))
+        if order is None or order.provider_ref is None:
+            return False
+        try:
+            state = await self.gateway.session_state(order.provider_ref)
+        except PaymentUnavailable:
+            return False  # the refusal stands; reconcile will ask again
+        return await self.apply(state, "stripe:subscribe") in CLOSES
 
     async def apply(self, state: SessionState, actor: str) -> EventResult:
         """A session's state asked of the provider (reconcile): no provider event to record."""

@@ -70,7 +70,7 @@ def existing_subscription(ledger: Ledger, channel: Channel, session_ttl: timedel
             "year" if pending.days == SUBSCRIPTION_DAYS["year"] else "month",
             pending.created_at, pending=True, url=pending.url,
             # The link is made right after the order, with this lifetime.
-            expires_at=pending.created_at + session_ttl,
+            expires_at=pending.created_at + session_ttl, order_id=pending.id,
         )
 
 

@@ -120,3 +120,31 @@ async def test_an_expired_checkout_or_an_ended_subscription_frees_the_channel(
     assert ended is EventResult.ENDED
     again = await payments.start_subscription(pid, "shop", "month", "user:1")
     assert again.status is OrderStatus.OPEN
+
+
+async def test_a_pending_checkout_past_its_lifetime_is_asked_about_before_refusing(
+    store: Store, billing: BillingService, clock: FakeClock
+) -> None:
+    pid = await new_partner(billing)
+    await billing.create_channel(pid, "shop", SUPPORT, fresh_key())
+    gateway = Gateway()
+    payments = PaymentService(store, clock, gateway, session_ttl=TTL)
+    first = await payments.start_subscription(pid, "shop", "month", "user:1")
+    assert first.provider_ref is not None
+    lapsed = SessionState(first.provider_ref, "expired", "unpaid", 1000, "usd", first.id, pid)
+    gateway.states[first.provider_ref] = lapsed
+
+    # Within its lifetime: refused without asking Stripe.
+    clock.advance(TTL - timedelta(minutes=1))
+    with pytest.raises(SubscriptionExists):
+        await payments.start_subscription(pid, "shop", "month", "user:1")
+    # Past it, its `expired` webhook not come: Stripe is asked; it lapsed, so a new one.
+    clock.advance(timedelta(minutes=2))
+    gateway.unreachable.add(first.provider_ref)
+    with pytest.raises(SubscriptionExists):  # Stripe not answering: the refusal stands
+        await payments.start_subscription(pid, "shop", "month", "user:1")
+    gateway.unreachable.clear()
+    second = await payments.start_subscription(pid, "shop", "month", "user:1")
+    assert second.id != first.id and len(gateway.asked) == 2
+    closed = await store.read(lambda lg: lg.get_order(first.id))
+    assert closed is not None and closed.status is OrderStatus.EXPIRED
