@@ -30,6 +30,8 @@ from core.notices import (
     RenewFellShort,
     SubscriptionEnded,
     SubscriptionPaid,
+    SupportAllocated,
+    SupportDeleted,
     decode,
 )
 
@@ -73,6 +75,10 @@ def text(notice: AnyNotice, tz: tzinfo) -> str:
             return _period_mismatched(notice)
         case BalanceCorrected():
             return _balance_corrected(notice)
+        case SupportAllocated():
+            return _support_allocated(notice, tz)
+        case SupportDeleted():
+            return _support_deleted(notice)
         case _:
             assert_never(notice)
 
@@ -121,6 +127,21 @@ def _balance_corrected(n: BalanceCorrected) -> str:
     verb = "granted" if n.days > 0 else "removed"
     return (
         f"Support {verb} {days(abs(n.days))}: {esc(n.reason)}. "
+        f"Balance: {n.balance:,} days."
+    )
+
+
+def _support_allocated(n: SupportAllocated, tz: tzinfo) -> str:
+    return (
+        f"Support gave <b>{esc(n.channel)}</b> {days(n.days)} from your balance; it runs "
+        f"until {date(n.until, tz)}. Balance: {n.balance:,} days."
+    )
+
+
+def _support_deleted(n: SupportDeleted) -> str:
+    back = f"{days(n.returned)} came back" if n.returned else "no unused days to return"
+    return (
+        f"Support deleted channel <b>{esc(n.channel)}</b> ({back}). "
         f"Balance: {n.balance:,} days."
     )
 

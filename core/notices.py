@@ -41,6 +41,8 @@ INVOICE_REMINDER = "invoice_reminder"
 INVOICE_OVERDUE = "invoice_overdue"
 PERIOD_MISMATCH = "period_mismatch"
 BALANCE_CORRECTED = "balance_corrected"
+SUPPORT_ALLOCATED = "support_allocated"
+SUPPORT_DELETED = "support_deleted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,25 @@ class BalanceCorrected:
     days: int
     balance: int  # after the change
     reason: str  # as support typed it
+
+
+@dataclass(frozen=True, slots=True)
+class SupportAllocated:
+    """To members: support gave a channel days from the balance, on the partner's behalf."""
+
+    channel: str
+    days: int
+    until: datetime  # the channel's new active-until
+    balance: int  # after the move
+
+
+@dataclass(frozen=True, slots=True)
+class SupportDeleted:
+    """To members: support deleted a channel; its unused days came back to the balance."""
+
+    channel: str
+    returned: int
+    balance: int  # after the return
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +241,8 @@ AnyNotice = (
     | InvoiceOverdue
     | PeriodMismatched
     | BalanceCorrected
+    | SupportAllocated
+    | SupportDeleted
 )
 KINDS: dict[type[Any], str] = {
     DaysCredited: DAYS_CREDITED,
@@ -237,6 +260,8 @@ KINDS: dict[type[Any], str] = {
     InvoiceOverdue: INVOICE_OVERDUE,
     PeriodMismatched: PERIOD_MISMATCH,
     BalanceCorrected: BALANCE_CORRECTED,
+    SupportAllocated: SUPPORT_ALLOCATED,
+    SupportDeleted: SUPPORT_DELETED,
 }
 NOTICE_TYPES: dict[str, type[Any]] = {kind: cls for cls, kind in KINDS.items()}
 VERSION_KEY, VERSION = "v", 2  # payloads without it were stored by the first version

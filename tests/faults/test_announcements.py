@@ -71,6 +71,40 @@ async def test_support_credit_is_announced_to_every_member_with_its_reason(
     assert await dispatcher.run_once() == 0
 
 
+async def test_support_acting_for_a_partner_is_announced_and_a_members_own_change_is_not(
+    w: World,  # noqa: F811
+) -> None:
+    h, owner = w.h, w.acme.owner
+    mate = await h.link(MATE, w.acme.id)
+    dispatcher = Dispatcher(h.app.bot, h.store, h.clock, UTC, [SUPPORT_ID], per_chat_interval=0)
+    await dispatcher.run_once()
+    for user in (owner, mate, h.support):
+        await h.drain(user)
+
+    await h.ask(h.support, "/account Acme")
+    given = await h.ask(h.support, "/allocate shop 10")
+    assert "90 days" in given.text, given.text
+    mine = await h.ask(owner, "/allocate shop 5")  # the owner's own: answered, not announced
+    assert "85 days" in mine.text, mine.text
+    shop = await h.store.read(lambda lg: lg.find_live_channel(w.acme.id, "shop"))
+    assert shop is not None
+    deleted = await h.billing.delete_channel(
+        w.acme.id, shop.id, f"support:{SUPPORT_ID}", "support-delete:1"
+    )
+    assert [await dispatcher.run_once() for _ in range(3)] == [2, 2, 0]
+    expected = [
+        "Support gave shop 10 days from your balance; it runs until 2030-01-24. "
+        "Balance: 90 days.",
+        f"Support deleted channel shop ({deleted.returned_days} days came back). "
+        f"Balance: {deleted.balance:,} days.",
+    ]
+    for user in (owner, mate):
+        got = [m.text for m in await user.wait_replies(2)]
+        assert got == expected, (user.user_id, got)
+    await h.tg.wait_idle(quiet=0.05)
+    assert h.support.pending_replies() == []
+
+
 def test_the_correction_notice_reads_exactly() -> None:
     utc = UTC
     assert text(notices.BalanceCorrected(days=1, balance=-3, reason="a <b> & c"), utc) == (

@@ -128,7 +128,10 @@ def row_id(row: tuple[str, str, tzinfo, str]) -> str:
 
 
 # Kinds added after the first version: it never stored them (their texts: below).
-LATER_KINDS = {notices.PERIOD_MISMATCH, notices.BALANCE_CORRECTED}
+LATER_KINDS = {
+    notices.PERIOD_MISMATCH, notices.BALANCE_CORRECTED, notices.SUPPORT_ALLOCATED,
+    notices.SUPPORT_DELETED,
+}
 
 
 def test_every_kind_has_rows_in_the_first_versions_format() -> None:
@@ -219,6 +222,13 @@ def test_a_first_version_row_missing_or_mistyping_a_fact_is_refused(
      "Support granted 30 days: goodwill &lt;outage&gt;. Balance: 1,130 days."),
     (notices.BalanceCorrected(-1, -4, "dup"),
      "Support removed 1 day: dup. Balance: -4 days."),
+    (notices.SupportAllocated("a<b", 30, T0, 1070),
+     "Support gave <b>a&lt;b</b> 30 days from your balance; it runs until 2030-01-14. "
+     "Balance: 1,070 days."),
+    (notices.SupportDeleted("shop", 1, 5),
+     "Support deleted channel <b>shop</b> (1 day came back). Balance: 5 days."),
+    (notices.SupportDeleted("shop", 0, 5),
+     "Support deleted channel <b>shop</b> (no unused days to return). Balance: 5 days."),
 ])
 def test_the_notices_added_later_read_exactly(
     notice: notices.AnyNotice, expected: str
