@@ -140,8 +140,9 @@ def apply_session(
             payment_ref=state.payment_ref,
         )
     except PaymentMismatch:
-        orders.report_mismatch(ledger, now, order, state.provider_ref, state.amount_total,
-                       state.currency)
+        orders.report_mismatch(
+            ledger, now, order, state.provider_ref, state.amount_total, state.currency
+        )
         return EventResult.MISMATCH
     except OrderNotPayable:
         return EventResult.ALREADY

@@ -89,8 +89,9 @@ def apply_subscription_session(
         # it does not become the channel's; support checks it in Stripe. The order is
         # closed so that the channel is free for a correct one.
         orders.close_order(ledger, now, order.id, OrderStatus.FAILED, actor)
-        orders.report_mismatch(ledger, now, order, state.provider_ref, state.amount_total,
-                       state.currency)
+        orders.report_mismatch(
+            ledger, now, order, state.provider_ref, state.amount_total, state.currency
+        )
         return EventResult.MISMATCH
     # The days of each period arrive with its paid Stripe invoice (apply_period); here
     # the channel only learns which subscription pays for it.
