@@ -14,6 +14,7 @@ from bot.render import amount, date, days, esc
 from core.model import Notice
 from core.notices import (
     AnyNotice,
+    BalanceCorrected,
     ChannelsExpiring,
     ChannelsRenewed,
     DaysCredited,
@@ -24,10 +25,13 @@ from core.notices import (
     ListedChannel,
     LowBalanceCrossed,
     PaymentMismatched,
+    PeriodMismatched,
     RefundOverdrawn,
     RenewFellShort,
     SubscriptionEnded,
     SubscriptionPaid,
+    SupportAllocated,
+    SupportDeleted,
     decode,
 )
 
@@ -67,6 +71,14 @@ def text(notice: AnyNotice, tz: tzinfo) -> str:
             return _invoice_unpaid(notice)
         case InvoiceOverdue():
             return _invoice_overdue(notice)
+        case PeriodMismatched():
+            return _period_mismatched(notice)
+        case BalanceCorrected():
+            return _balance_corrected(notice)
+        case SupportAllocated():
+            return _support_allocated(notice, tz)
+        case SupportDeleted():
+            return _support_deleted(notice)
         case _:
             assert_never(notice)
 
@@ -98,6 +110,39 @@ def _payment_mismatched(n: PaymentMismatched) -> str:
         f"Support: order #{n.order_id} of partner #{n.partner_id} was paid "
         f"{esc(paid)} but the quote was {esc(expected)}. "
         "No days were credited; please check it in Stripe."
+    )
+
+
+def _period_mismatched(n: PeriodMismatched) -> str:
+    paid = f"{n.paid_amount} {n.paid_currency}"
+    expected = amount(n.expected_amount, n.expected_currency)
+    return (
+        f"Support: Stripe invoice {esc(n.invoice_ref)} for the subscription of channel "
+        f"<b>{esc(n.channel)}</b> (partner #{n.partner_id}) was paid {esc(paid)} but its "
+        f"price is {esc(expected)}. No days were credited; please check it in Stripe."
+    )
+
+
+def _balance_corrected(n: BalanceCorrected) -> str:
+    verb = "granted" if n.days > 0 else "removed"
+    return (
+        f"Support {verb} {days(abs(n.days))}: {esc(n.reason)}. "
+        f"Balance: {n.balance:,} days."
+    )
+
+
+def _support_allocated(n: SupportAllocated, tz: tzinfo) -> str:
+    return (
+        f"Support gave <b>{esc(n.channel)}</b> {days(n.days)} from your balance; it runs "
+        f"until {date(n.until, tz)}. Balance: {n.balance:,} days."
+    )
+
+
+def _support_deleted(n: SupportDeleted) -> str:
+    back = f"{days(n.returned)} came back" if n.returned else "no unused days to return"
+    return (
+        f"Support deleted channel <b>{esc(n.channel)}</b> ({back}). "
+        f"Balance: {n.balance:,} days."
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bot.render import days, echo, esc
+from datetime import UTC, tzinfo
+
+from bot.render import date, days, echo, esc
 from core.errors import (
     AlreadyLinked,
     BillingError,
@@ -20,6 +22,7 @@ from core.errors import (
     PartnerNotFound,
     PaymentUnavailable,
     StoreBusy,
+    SubscriptionExists,
 )
 
 UNKNOWN = "I don't know that command. /help lists what you can do."
@@ -42,6 +45,29 @@ BUTTON_EXPIRED = "This button has expired. Run the command again."
 BUSY = "I'm busy saving other changes. Please try again in a moment."
 # A domain reason may quote what the user typed (e.g. an amount): plain text, any length.
 MAX_REASON = 160
+
+
+def subscription_exists(exc: SubscriptionExists, tz: tzinfo) -> str:
+    """Which subscription the channel has: a second one would bill it twice."""
+    each = "monthly" if exc.interval == "month" else "annual"
+    name = esc(exc.channel)
+    if not exc.pending:
+        return (
+            f"“{name}” is already paid by a{'n' if each == 'annual' else ''} {each} "
+            f"subscription since {date(exc.since, tz)}. Nothing new was made; to change it, "
+            "ask support to cancel that one first."
+        )
+    if exc.url is None or exc.expires_at is None:
+        return (
+            f"“{name}” already has a{'n' if each == 'annual' else ''} {each} subscription "
+            "being set up: ask again in a minute for its payment link. Nothing new was made."
+        )
+    until = exc.expires_at.astimezone(tz)
+    return (
+        f"“{name}” already has a{'n' if each == 'annual' else ''} {each} subscription "
+        f"waiting for payment, open until {until:%Y-%m-%d %H:%M %Z}: pay it with its "
+        "button, or let it lapse and ask again. Nothing new was made."
+    )
 
 
 def explain(exc: BillingError, *, hint: str = "") -> str:
@@ -89,4 +115,6 @@ def explain(exc: BillingError, *, hint: str = "") -> str:
             return UNKNOWN
         case StoreBusy():
             return BUSY
+        case SubscriptionExists():
+            return subscription_exists(exc, UTC)
     return "I could not do that. Please try again; if it keeps failing, tell support."

@@ -14,6 +14,7 @@ from core.ledger import move
 from core.model import (
     CONSUMED,
     SUBSCRIPTIONS,
+    ActorKind,
     Channel,
     TransferKind,
     channel_account,
@@ -31,6 +32,12 @@ from core.partners import get_partner
 from core.ports import Ledger
 
 RENEWAL_DAYS = 30
+
+
+def _by_support(actor: str) -> bool:
+    """Support acting on a partner's behalf: its members did not make the change, so they
+    are told (a member's own change is answered in the chat)."""
+    return actor.partition(":")[0] == ActorKind.SUPPORT.value
 
 
 def find_channel(ledger: Ledger, partner_id: int, name: str) -> Channel:
@@ -110,6 +117,12 @@ def allocate_days(
         funded = _fund_from_balance(
             ledger, now, channel, days, TransferKind.ALLOCATION, actor, key
         )
+        if _by_support(actor):
+            notices.notify(
+                ledger, now, f"support-allocated:{key}", partner_id, notices.SupportAllocated(
+                    channel=channel.name, days=days, until=funded.until, balance=funded.balance,
+                ),
+            )
         return DaysAllocated(
             partner_id, channel.id, channel.name, days, funded.balance, funded.until,
             funded.transfer_id,
@@ -166,6 +179,12 @@ def delete_channel(
         ledger.update_channel(replace(channel, deleted_at=utc(now), auto_renew=False))
         ledger.record_event(now, actor, "channel.deleted", partner_id, f"channel={channel.id}")
         balance = ledger.balance(partner_account(partner_id))
+        if _by_support(actor):
+            notices.notify(
+                ledger, now, f"support-deleted:{key}", partner_id, notices.SupportDeleted(
+                    channel=channel.name, returned=returned, balance=balance,
+                ),
+            )
         return ChannelDeleted(
             partner_id, channel.id, channel.name, returned, max(consumed, 0), balance, utc(now)
         )

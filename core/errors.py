@@ -19,6 +19,7 @@ that the bot, the CLI and the webhook render them without parsing messages::
     ├── NotPermitted(action)
     ├── OrderNotPayable(order_id, status)
     ├── PaymentMismatch(order_id, expected_amount, expected_currency, paid_amount, paid_currency)
+    ├── SubscriptionExists(channel, ...)     a channel's one subscription, pending or active
     ├── NothingToInvoice(partner_id)         no live channels, so no invoice (rule 6)
     ├── PaymentUnavailable(reason)           the payment provider failed or did not answer
     └── StorageError                         the store failed; translated at its boundary
@@ -26,6 +27,8 @@ that the bot, the CLI and the webhook render them without parsing messages::
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class BillingError(Exception):
@@ -139,6 +142,32 @@ class PaymentMismatch(BillingError):
         self.expected_currency = expected_currency
         self.paid_amount = paid_amount
         self.paid_currency = paid_currency
+
+
+class SubscriptionExists(BillingError):
+    """The channel already has its one subscription (rule 10): pending (a checkout not
+    paid yet, open until `expires_at`, payable at `url`) or active since `since`."""
+
+    def __init__(
+        self,
+        channel: str,
+        interval: str,
+        since: datetime,
+        *,
+        pending: bool,
+        url: str | None = None,
+        expires_at: datetime | None = None,
+        order_id: int | None = None,
+    ) -> None:
+        state = "pending" if pending else "active"
+        super().__init__(f"channel {channel} has a {state} {interval} subscription")
+        self.channel = channel
+        self.interval = interval  # "month" or "year"
+        self.since = since  # when it was asked for (pending) or paid (active)
+        self.pending = pending
+        self.url = url
+        self.expires_at = expires_at
+        self.order_id = order_id  # the pending one's order
 
 
 class NothingToInvoice(BillingError):

@@ -39,6 +39,10 @@ RENEW_SHORT = "renew_short"
 RENEWED = "renewed"
 INVOICE_REMINDER = "invoice_reminder"
 INVOICE_OVERDUE = "invoice_overdue"
+PERIOD_MISMATCH = "period_mismatch"
+BALANCE_CORRECTED = "balance_corrected"
+SUPPORT_ALLOCATED = "support_allocated"
+SUPPORT_DELETED = "support_deleted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,48 @@ class PaymentMismatched:
     expected_currency: str
     paid_amount: int  # minor units, as Stripe reported them
     paid_currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodMismatched:
+    """To support: a subscription period (a Stripe invoice) was paid with another amount or
+    currency than the subscription's price; the channel got no days."""
+
+    partner_id: int
+    channel: str
+    invoice_ref: str  # the Stripe invoice, to look it up there
+    expected_amount: int  # minor units: the price the subscription was made at
+    expected_currency: str
+    paid_amount: int  # minor units, as Stripe reported them
+    paid_currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceCorrected:
+    """To members: support granted (days > 0) or removed (days < 0) days, with a reason."""
+
+    days: int
+    balance: int  # after the change
+    reason: str  # as support typed it
+
+
+@dataclass(frozen=True, slots=True)
+class SupportAllocated:
+    """To members: support gave a channel days from the balance, on the partner's behalf."""
+
+    channel: str
+    days: int
+    until: datetime  # the channel's new active-until
+    balance: int  # after the move
+
+
+@dataclass(frozen=True, slots=True)
+class SupportDeleted:
+    """To members: support deleted a channel; its unused days came back to the balance."""
+
+    channel: str
+    returned: int
+    balance: int  # after the return
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +239,10 @@ AnyNotice = (
     | RenewFellShort
     | InvoiceUnpaid
     | InvoiceOverdue
+    | PeriodMismatched
+    | BalanceCorrected
+    | SupportAllocated
+    | SupportDeleted
 )
 KINDS: dict[type[Any], str] = {
     DaysCredited: DAYS_CREDITED,
@@ -208,6 +258,10 @@ KINDS: dict[type[Any], str] = {
     RenewFellShort: RENEW_SHORT,
     InvoiceUnpaid: INVOICE_REMINDER,
     InvoiceOverdue: INVOICE_OVERDUE,
+    PeriodMismatched: PERIOD_MISMATCH,
+    BalanceCorrected: BALANCE_CORRECTED,
+    SupportAllocated: SUPPORT_ALLOCATED,
+    SupportDeleted: SUPPORT_DELETED,
 }
 NOTICE_TYPES: dict[str, type[Any]] = {kind: cls for cls, kind in KINDS.items()}
 VERSION_KEY, VERSION = "v", 2  # payloads without it were stored by the first version

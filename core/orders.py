@@ -65,6 +65,12 @@ def grant_days(
                 ledger, key=key, debit=account, credit=GRANTS, days=-days,
                 kind=TransferKind.REMOVAL, actor=actor, at=now, reason=why,
             )
+        # Members did not make this change: they are told, with support's reason (the
+        # one who made it has the answer in the chat, and is not a member).
+        notices.notify(
+            ledger, now, f"corrected:{key}", partner_id,
+            notices.BalanceCorrected(days=days, balance=balance + days, reason=why),
+        )
         return DaysGranted(partner_id, days, balance + days, why, transfer.id)
 
     return once(ledger, key, now, DaysGranted, body)
@@ -244,3 +250,18 @@ def refund_order(
         return OrderRefunded(order.partner_id, order.id, take, balance, transfer.id)
 
     return once(ledger, key, now, OrderRefunded, body)
+
+
+def report_mismatch(
+    ledger: Ledger, now: datetime, order: PaymentOrder, ref: str, paid: int, currency: str
+) -> None:
+    """Support is told: `order` was paid `paid` `currency` (as the provider reported it),
+    not its quote; nothing was credited."""
+    notices.notify(
+        ledger, now, f"mismatch:{order.id}:{ref}", None,
+        notices.PaymentMismatched(
+            partner_id=order.partner_id, order_id=order.id,
+            expected_amount=order.amount, expected_currency=order.currency,
+            paid_amount=paid, paid_currency=currency,
+        ),
+    )

@@ -15,20 +15,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 
-from core import channels, money, notices, orders
+from core import money, notices, orders
 from core.channels import find_channel
-from core.days import MAX_DAYS_PER_OPERATION, utc
+from core.days import MAX_DAYS_PER_OPERATION
 from core.errors import (
     InvalidInput,
     NothingToInvoice,
     OrderNotPayable,
     PaymentMismatch,
     PaymentUnavailable,
+    SubscriptionExists,
 )
+from core.event_results import CLOSES, CREDITS, EventResult
 from core.model import (
-    ChannelBilling,
     CheckoutMode,
     CheckoutRequest,
     OrderKind,
@@ -39,45 +39,25 @@ from core.model import (
 from core.partners import get_partner
 from core.policy import BillingPolicy
 from core.ports import Clock, Ledger, PaymentGateway, Store
+from core.subscriptions import (
+    SUBSCRIPTION_DAYS,
+    PeriodPaid,
+    annual_price,
+    apply_period,
+    apply_subscription_session,
+    end_subscription,
+    existing_subscription,
+)
 
-SUBSCRIPTION_DAYS = {"month": 30, "year": 365}
-
-
-def annual_price(monthly_price: int, discount_percent: int) -> int:
-    """12 months less the discount, rounded half up to a minor unit."""
-    gross = 12 * monthly_price * (100 - discount_percent)
-    return (2 * gross + 100) // 200
+# How long an order may wait for its payment link before reconcile takes it for one a
+# crash left linkless (Stripe's own timeout and retries take well under this).
+LINK_GRACE = timedelta(minutes=5)
 
 
 def _invoice_label(order: PaymentOrder) -> str:
     """What the payer reads on Stripe's page, the same on every attempt at a link."""
     label = f"invoice {order.period}" if order.period else f"invoice {order.id}"
     return f"{label}: {order.channels} channels x 30 days"
-
-
-class EventResult(StrEnum):
-    """What a payment report did. The value is what the webhook answers and what is stored
-    with a provider event (databases written before this type hold the same strings)."""
-
-    CREDITED = "credited"  # an order paid: its days credited
-    SUBSCRIBED = "subscribed"  # a subscription checkout done: its channel knows the subscription
-    EXTENDED = "extended"  # a paid subscription period extended its channel
-    ENDED = "ended"  # a subscription cancelled: the channel is back on its balance
-    REFUNDED = "refunded"  # a refund took its days back
-    ALREADY = "already"  # reported before: nothing more to do
-    PENDING = "pending"  # not paid yet
-    EXPIRED = "expired"  # the checkout lapsed: its order closed
-    LINK_EXPIRED = "link_expired"  # an invoice's link lapsed: the invoice waits for a new one
-    FAILED = "failed"  # an asynchronous payment failed: its order closed
-    MISMATCH = "mismatch"  # paid another amount than the order's: support told
-    CHANNEL_DELETED = "channel_deleted"  # a period paid for a deleted channel: none credited
-    FOREIGN = "foreign"  # the session's metadata names another order or partner
-    UNKNOWN = "unknown"  # not an order, channel or payment of ours
-    IGNORED = "ignored"  # an event of a kind, or about an object, we do not act on
-
-
-CREDITS = frozenset({EventResult.CREDITED, EventResult.SUBSCRIBED})
-CLOSES = frozenset({EventResult.EXPIRED, EventResult.FAILED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +78,6 @@ class EventHandled:
 
     result: EventResult
     duplicate: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class PeriodPaid:
-    """A subscription's invoice paid (Stripe invoice.paid), from its metadata."""
-
-    invoice_ref: str
-    subscription_ref: str
-    partner_id: int
-    channel_id: int
-    interval: str  # "month" or "year"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +112,7 @@ def apply_session(
     if state.order_id is not None and state.order_id != order.id:
         return EventResult.FOREIGN
     if order.kind is OrderKind.SUBSCRIPTION:
-        return _apply_subscription_session(ledger, now, order, state, actor)
+        return apply_subscription_session(ledger, now, order, state, actor)
     if state.failed:
         orders.close_order(ledger, now, order.id, OrderStatus.FAILED, actor)
         return EventResult.FAILED
@@ -170,89 +139,14 @@ def apply_session(
             ledger, now, order.id, state.amount_total, state.currency, actor,
             payment_ref=state.payment_ref,
         )
-    except PaymentMismatch as exc:
-        notices.notify(
-            ledger, now, f"mismatch:{order.id}:{state.provider_ref}", None,
-            notices.PaymentMismatched(
-                partner_id=order.partner_id, order_id=order.id,
-                expected_amount=exc.expected_amount, expected_currency=exc.expected_currency,
-                paid_amount=state.amount_total, paid_currency=state.currency,
-            ),
+    except PaymentMismatch:
+        orders.report_mismatch(
+            ledger, now, order, state.provider_ref, state.amount_total, state.currency
         )
         return EventResult.MISMATCH
     except OrderNotPayable:
         return EventResult.ALREADY
     return EventResult.CREDITED
-
-
-def _apply_subscription_session(
-    ledger: Ledger, now: datetime, order: PaymentOrder, state: SessionState, actor: str
-) -> EventResult:
-    if state.status == "expired":
-        orders.close_order(ledger, now, order.id, OrderStatus.EXPIRED, actor)
-        return EventResult.EXPIRED
-    if state.status != "complete" or state.subscription_ref is None:
-        return EventResult.PENDING
-    if order.status is OrderStatus.PAID:
-        return EventResult.ALREADY
-    # The days of each period arrive with its paid Stripe invoice (apply_period); here
-    # the channel only learns which subscription pays for it.
-    ledger.update_order(replace(order, status=OrderStatus.PAID, paid_at=utc(now),
-                                payment_ref=state.subscription_ref))
-    channel = ledger.get_channel(order.channel_id) if order.channel_id else None
-    if channel is not None and channel.live:
-        ledger.update_channel(replace(
-            channel, billing=ChannelBilling.SUBSCRIPTION,
-            subscription_ref=state.subscription_ref,
-        ))
-    ledger.record_event(
-        now, actor, "subscription.started", order.partner_id,
-        f"order={order.id} subscription={state.subscription_ref}",
-    )
-    return EventResult.SUBSCRIBED
-
-
-def apply_period(ledger: Ledger, now: datetime, period: PeriodPaid, actor: str) -> EventResult:
-    """A paid subscription period (Stripe invoice.paid) extends its channel once."""
-    days = SUBSCRIPTION_DAYS.get(period.interval)
-    channel_id, partner_id = period.channel_id, period.partner_id
-    subscription_ref, invoice_ref = period.subscription_ref, period.invoice_ref
-    channel = ledger.get_channel(channel_id)
-    if days is None or channel is None or channel.partner_id != partner_id:
-        return EventResult.UNKNOWN
-    if not channel.live:
-        # Deleted while Stripe still bills its subscription: a deleted channel holds no
-        # days (ledger invariant), so nothing is credited; the trace is for support.
-        ledger.record_event(
-            now, actor, "subscription.period_for_deleted_channel", partner_id,
-            f"channel={channel_id} subscription={subscription_ref} invoice={invoice_ref}",
-        )
-        return EventResult.CHANNEL_DELETED
-    if channel.subscription_ref is None:
-        ledger.update_channel(replace(
-            channel, billing=ChannelBilling.SUBSCRIPTION, subscription_ref=subscription_ref
-        ))
-    paid = channels.credit_subscription_period(ledger, now, channel_id, days, invoice_ref, actor)
-    return EventResult.ALREADY if paid.replayed else EventResult.EXTENDED
-
-
-def end_subscription(
-    ledger: Ledger, now: datetime, subscription_ref: str, actor: str
-) -> EventResult:
-    """Rule 10: the channel keeps running until active_until, then needs days again."""
-    channel = ledger.find_channel_by_subscription(subscription_ref)
-    if channel is None:
-        return EventResult.UNKNOWN
-    ledger.update_channel(replace(channel, billing=ChannelBilling.BALANCE, subscription_ref=None))
-    ledger.record_event(
-        now, actor, "subscription.ended", channel.partner_id,
-        f"channel={channel.id} subscription={subscription_ref}",
-    )
-    notices.notify(
-        ledger, now, f"sub-ended:{subscription_ref}", channel.partner_id,
-        notices.SubscriptionEnded(channel=channel.name, until=channel.active_until),
-    )
-    return EventResult.ENDED
 
 
 def apply_refund(
@@ -422,8 +316,7 @@ class PaymentService:
         def work(ledger: Ledger) -> PaymentOrder:
             partner = get_partner(ledger, partner_id)
             channel = find_channel(ledger, partner_id, channel_name)
-            if channel.subscription_ref is not None:
-                raise InvalidInput("channel", "already has a subscription")
+            existing_subscription(ledger, channel, self.session_ttl)
             price = (
                 partner.monthly_price
                 if interval == "month"
@@ -434,7 +327,12 @@ class PaymentService:
                 actor, channel_id=channel.id, amount=price,
             )
 
-        order = await self.store.write(work)
+        try:
+            order = await self.store.write(work)
+        except SubscriptionExists as exc:
+            if not await self._lapsed(exc, now):
+                raise
+            order = await self.store.write(work)  # that checkout is closed now
         try:
             return await self._link(
                 order, CheckoutMode.SUBSCRIPTION, f"channel {channel_name}", interval
@@ -442,6 +340,24 @@ class PaymentService:
         except PaymentUnavailable:
             await self._cancel(order)
             raise
+
+    async def _lapsed(self, exists: SubscriptionExists, now: datetime) -> bool:
+        """A pending subscription past its link's lifetime whose `expired` webhook has not
+        come (yet): ask the provider, as reconcile would, rather than refuse with a link
+        that no longer works. True if the order got closed."""
+        if not exists.pending or exists.order_id is None or exists.expires_at is None:
+            return False
+        if exists.expires_at > now:
+            return False
+        order_id = exists.order_id
+        order = await self.store.read(lambda lg: lg.get_order(order_id))
+        if order is None or order.provider_ref is None:
+            return False
+        try:
+            state = await self.gateway.session_state(order.provider_ref)
+        except PaymentUnavailable:
+            return False  # the refusal stands; reconcile will ask again
+        return await self.apply(state, "stripe:subscribe") in CLOSES
 
     async def apply(self, state: SessionState, actor: str) -> EventResult:
         """A session's state asked of the provider (reconcile): no provider event to record."""
@@ -492,11 +408,16 @@ class PaymentService:
         return await self.store.write(work)
 
     async def reconcile(self, older_than: timedelta, actor: str = "stripe:reconcile") -> Reconciled:
-        """Ask the provider about orders still open after a while (lost webhooks)."""
+        """Ask the provider about orders still open after a while (lost webhooks).
+
+        `older_than` 0 (a hand run) asks about every open order; one still without a link
+        is left alone for LINK_GRACE even then: its link may be being made right now."""
         now = self.clock.now()
         cutoff = now - older_than
+        linkless_cutoff = now - max(older_than, LINK_GRACE)
         pending = await self.store.read(lambda lg: [
-            o for o in lg.list_orders(statuses=(OrderStatus.OPEN,)) if o.created_at <= cutoff
+            o for o in lg.list_orders(statuses=(OrderStatus.OPEN,))
+            if o.created_at <= (cutoff if o.provider_ref is not None else linkless_cutoff)
         ])
         checked = credited = closed = failed = relinked = 0
         for found in pending:
@@ -525,3 +446,24 @@ class PaymentService:
             else:
                 relinked += 1
         return Reconciled(checked, credited, closed, failed, relinked)
+
+
+# What the rest of the code takes from here; the subscription rules and the event results
+# live in their own modules (core.subscriptions, core.event_results).
+__all__ = [
+    "CLOSES",
+    "CREDITS",
+    "SUBSCRIPTION_DAYS",
+    "ChargeRefunded",
+    "EventHandled",
+    "EventResult",
+    "PaymentService",
+    "PeriodPaid",
+    "ProviderEvent",
+    "Reconciled",
+    "annual_price",
+    "apply_period",
+    "apply_refund",
+    "apply_session",
+    "end_subscription",
+]

@@ -138,7 +138,7 @@ async def db_backup(args: argparse.Namespace, svc: Services) -> int:
 
 async def jobs_run(args: argparse.Namespace, svc: Services) -> int:
     try:
-        out(await run_job(args.job, svc, args.period))
+        out(await run_job(args.job, svc, args.period, by_hand=True))
     except JobFailed as exc:
         out(str(exc))
         return 1

@@ -21,7 +21,9 @@ class JobFailed(Exception):
     """A job ran but could not do all of its work (it is retried on its next run)."""
 
 
-async def _work(name: str, svc: Services, period: str | None) -> tuple[bool, str]:
+async def _work(
+    name: str, svc: Services, period: str | None, by_hand: bool
+) -> tuple[bool, str]:
     store, clock, jobs = svc.store, svc.clock, svc.settings.jobs
     if period is not None and name != "invoices":
         raise BillingError("--period applies to the invoices job only")
@@ -39,7 +41,10 @@ async def _work(name: str, svc: Services, period: str | None) -> tuple[bool, str
         return not run.failed, run.summary()
     if name == "reconcile":
         assert svc.payments is not None
-        done = await svc.payments.reconcile(timedelta(minutes=jobs.reconcile_after_minutes))
+        # The age filter spares Stripe the orders whose webhook is simply on its way; an
+        # operator running it by hand (a webhook known lost) means every open order.
+        age = timedelta(0) if by_hand else timedelta(minutes=jobs.reconcile_after_minutes)
+        done = await svc.payments.reconcile(age)
         return not done.failed, (
             f"reconcile: {done.checked} open orders checked with Stripe, {done.credited} "
             f"credited, {done.closed} closed, {done.relinked} invoices given a new link, "
@@ -66,14 +71,18 @@ async def _work(name: str, svc: Services, period: str | None) -> tuple[bool, str
     return True, result.summary()
 
 
-async def run_job(name: str, svc: Services, period: str | None = None) -> str:
-    """Run one job now, recording the run; JobFailed if part of it must be retried."""
+async def run_job(
+    name: str, svc: Services, period: str | None = None, *, by_hand: bool = False
+) -> str:
+    """Run one job now, recording the run; JobFailed if part of it must be retried.
+
+    `by_hand`: `partnerbot jobs run` (reconcile then checks every open order)."""
     now = svc.clock.now()
     run_id = await svc.store.write(lambda lg: lg.start_job_run(name, now))
     started = time.monotonic()
     ok, summary = False, "crashed"
     try:
-        ok, summary = await _work(name, svc, period)
+        ok, summary = await _work(name, svc, period, by_hand)
     except BillingError as exc:
         summary = str(exc)
         raise

@@ -70,12 +70,17 @@ def subscription_period(invoice: dict[str, Any]) -> PeriodPaid | None:
         return None
     if not isinstance(invoice_id, str):
         return None
+    paid = invoice.get("amount_paid")
     return PeriodPaid(
         invoice_ref=invoice_id,
         subscription_ref=subscription,
         partner_id=partner_id,
         channel_id=channel_id,
         interval=str(meta.get("interval") or "month"),
+        # Checked against the subscription's price in core: missing reads as no money.
+        amount_paid=paid if isinstance(paid, int) and not isinstance(paid, bool) else -1,
+        currency=str(invoice.get("currency") or ""),
+        order_id=_int(meta.get("order_id")),
     )
 
 

@@ -288,6 +288,8 @@ class MemoryLedger:
             _fail("FOREIGN KEY constraint failed")
         if period is not None and self.find_invoice(partner_id, period) is not None:
             _fail("UNIQUE constraint failed: orders.partner_id, orders.period")
+        if kind is OrderKind.SUBSCRIPTION:
+            self._one_pending_subscription(channel_id, None)
         order = PaymentOrder(
             id=len(self.s.orders) + 1, partner_id=partner_id, kind=kind, days=days,
             amount=amount, currency=currency, status=OrderStatus.OPEN, created_at=created_at,
@@ -325,7 +327,18 @@ class MemoryLedger:
             for o in self.s.orders.values()
         ):
             _fail("UNIQUE constraint failed: orders.provider_ref")
+        if order.kind is OrderKind.SUBSCRIPTION and order.status is OrderStatus.OPEN:
+            self._one_pending_subscription(order.channel_id, order.id)
         self.s.orders[order.id] = order
+
+    def _one_pending_subscription(self, channel_id: int | None, order_id: int | None) -> None:
+        """SQLite's partial unique index orders_one_pending_subscription (migration 0006)."""
+        if any(
+            o.kind is OrderKind.SUBSCRIPTION and o.status is OrderStatus.OPEN
+            and o.channel_id == channel_id and o.id != order_id
+            for o in self.s.orders.values()
+        ):
+            _fail("UNIQUE constraint failed: orders.channel_id")
 
 
     def find_order_by_ref(self, provider_ref: str) -> PaymentOrder | None:

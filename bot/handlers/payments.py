@@ -10,7 +10,7 @@ from bot.guard import command
 from bot.render import amount, date, days, echo, esc
 from bot.request import Request
 from core import money
-from core.errors import PaymentUnavailable
+from core.errors import PaymentUnavailable, SubscriptionExists
 from core.model import OrderKind, OrderStatus, PaymentOrder
 from core.payments import PaymentService
 
@@ -94,6 +94,13 @@ async def subscribe(req: Request) -> None:
         order = await service.start_subscription(_partner_id(req), name, interval, req.actor)
     except PaymentUnavailable:
         await req.reply(STRIPE_DOWN)
+        return
+    except SubscriptionExists as exc:
+        button = (
+            InlineKeyboardMarkup([[InlineKeyboardButton("Pay it", url=exc.url)]])
+            if exc.pending and exc.url else None
+        )
+        await req.reply(texts.subscription_exists(exc, req.deps.tz), button)
         return
     each = "month" if interval == "month" else "year"
     await req.reply(

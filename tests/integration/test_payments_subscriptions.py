@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core import notices
-from core.errors import InvalidInput, PaymentUnavailable
+from core.errors import InvalidInput, PaymentUnavailable, SubscriptionExists
 from core.model import ChannelBilling, OrderKind, OrderStatus, Partner, PaymentOrder, TransferKind
 from core.payments import annual_price
 from tests.integration.payments_harness import (
@@ -176,8 +176,9 @@ async def test_a_channel_with_a_subscription_cannot_get_a_second_one(
     h: PaymentsHarness,
 ) -> None:
     acme, _, _ = await _subscribe(h, "month")
-    with pytest.raises(InvalidInput):
+    with pytest.raises(SubscriptionExists) as exists:
         await h.payments.start_subscription(acme.id, "shop", "year", "user:101")
+    assert (exists.value.pending, exists.value.interval) == (False, "month")
     with pytest.raises(InvalidInput):
         await h.payments.start_subscription(acme.id, "shop", "weekly", "user:101")
     assert len(h.checkout_requests()) == 1

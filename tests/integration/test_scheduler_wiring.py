@@ -348,7 +348,12 @@ async def test_jobs_run_from_the_command_line_do_their_work_once(tmp_path: Path)
         reminded = conn.execute(
             "SELECT reminded_at IS NOT NULL FROM orders WHERE id = ?", (ids["invoice"],)
         ).fetchone()
-    assert kinds == ["expiry", "invoice_reminder", "low_balance", "renewed"]
+    # Each job's notice once; and the set-up's support grant and allocations, announced
+    # to the members.
+    assert kinds == [
+        "balance_corrected", "expiry", "invoice_reminder", "low_balance", "renewed",
+        "support_allocated", "support_allocated",
+    ]
     assert sorted(j for j, _, _ in runs) == sorted(["alerts", "expiry", "renew", "reminders"] * 2)
     assert {ok for _, ok, _ in runs} == {1}
     assert reminded == (1,)

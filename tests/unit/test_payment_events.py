@@ -123,7 +123,7 @@ async def test_a_paid_period_extends_its_channel_once_and_is_recorded(
     book: Book, service: PaymentService
 ) -> None:
     cid = await _subscribed_channel(book)
-    period = PeriodPaid("in_1", "sub_1", book.partner_id, cid, "month")
+    period = PeriodPaid("in_1", "sub_1", book.partner_id, cid, "month", 1000, "usd")
     event = ProviderEvent("evt_p", "invoice.paid")
     assert await service.period_paid(event, period) == EventHandled(EventResult.EXTENDED)
     assert await service.period_paid(event, period) == EventHandled(
@@ -148,7 +148,7 @@ async def test_a_deleted_subscription_puts_its_channel_back_on_the_balance_once(
     cid = await _subscribed_channel(book)
     await service.period_paid(
         ProviderEvent("evt_p", "invoice.paid"),
-        PeriodPaid("in_1", "sub_1", book.partner_id, cid, "year"),
+        PeriodPaid("in_1", "sub_1", book.partner_id, cid, "year", 1000, "usd"),
     )
     event = ProviderEvent("evt_d", "customer.subscription.deleted")
     assert await service.subscription_deleted(event, "sub_1") == EventHandled(EventResult.ENDED)

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from core.channels import create_channel
-from core.errors import InvalidInput, NothingToInvoice, PaymentUnavailable
+from core.errors import InvalidInput, NothingToInvoice, PaymentUnavailable, SubscriptionExists
 from core.model import (
     CheckoutLink,
     CheckoutMode,
@@ -235,9 +235,9 @@ async def test_a_subscription_of_another_interval_or_for_a_subscribed_channel_is
     from dataclasses import replace
 
     await book.run(lambda lg: lg.update_channel(replace(channel, subscription_ref="sub_1")))
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(SubscriptionExists) as exists:
         await service.start_subscription(book.partner_id, "shop", "month", "user:1")
-    assert (caught.value.field, caught.value.reason) == ("channel", "already has a subscription")
+    assert (exists.value.channel, exists.value.pending) == ("shop", False)
     assert gateway.asked == []
 
 

@@ -232,7 +232,7 @@ async def _period(book: Book, cid: int, invoice: str = "in_1", interval: str = "
     pid = book.partner_id if partner_id is None else partner_id
     period = PeriodPaid(
         invoice_ref=invoice, subscription_ref=sub, partner_id=pid, channel_id=cid,
-        interval=interval,
+        interval=interval, amount_paid=1000, currency="usd",  # the subscription's price
     )
     await book.run(lambda lg: apply_period(lg, LATER, period, "stripe:evt"))
 
@@ -403,7 +403,7 @@ async def test_a_period_or_refund_that_is_not_ours_reports_unknown(book: Book) -
     cid, _ = await _subscription(book)
     period = PeriodPaid(
         invoice_ref="in_1", subscription_ref="sub_1", partner_id=book.partner_id,
-        channel_id=cid, interval="week",
+        channel_id=cid, interval="week", amount_paid=1000, currency="usd",
     )
     unknown = await book.run(lambda lg: apply_period(lg, LATER, period, "stripe:evt"))
     assert unknown is EventResult.UNKNOWN
