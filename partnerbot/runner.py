@@ -13,6 +13,7 @@ from telegram.ext import Application
 
 from bot.app import ALLOWED_UPDATES, build_application, start_up
 from bot.outbox import Dispatcher
+from bot.poller import DurablePoller
 from core.payments import EventHandled
 from partnerbot.config import Settings
 from partnerbot.http import HttpServer, build_http_app
@@ -39,6 +40,7 @@ def http_server(
     settings: Settings,
     services: Services,
     app: Application,  # type: ignore[type-arg]
+    poller: DurablePoller,
     metrics: Metrics,
 ) -> HttpServer:
     webhook = None
@@ -49,10 +51,9 @@ def http_server(
         )
 
     async def healthy() -> dict[str, bool]:
-        updater = app.updater
         return {
             "database": await services.store.ping(),
-            "bot": app.running and updater is not None and updater.running,
+            "bot": app.running and poller.running,
         }
 
     async def metrics_page() -> bytes:
@@ -80,7 +81,12 @@ class Runtime:
             on_update=lambda command: metrics.updates.labels(command=command).inc(),
             on_error=metrics.errors.inc,
         )
-        self.server = http_server(settings, services, self.app, metrics)
+        # Not the Updater's start_polling: it confirms updates to Telegram while they still
+        # wait in memory. This one records them in the database first (bot/poller.py).
+        self.poller = DurablePoller(
+            self.app, services.store, services.clock, allowed_updates=ALLOWED_UPDATES
+        )
+        self.server = http_server(settings, services, self.app, self.poller, metrics)
         self.dispatcher = Dispatcher(
             self.app.bot, services.store, services.clock, settings.telegram.tzinfo,
             settings.access.support_user_ids,
@@ -110,8 +116,7 @@ class Runtime:
                 f"server.port: cannot listen on {s.host}:{s.port} ({exc.strerror})"
             ) from exc
         await self.app.start()
-        assert self.app.updater is not None
-        await self.app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+        await self.poller.start()
         self.dispatcher.start()
         self.scheduler = build_scheduler(self.services, self.dispatcher.wake.set)
         self.scheduler.start()
@@ -122,10 +127,10 @@ class Runtime:
             self.scheduler.shutdown(wait=False)
         await self.dispatcher.stop()
         app = self.app
-        if app.updater is not None and app.updater.running:
-            await app.updater.stop()
+        await self.poller.stop()
         if app.running:
             await app.stop()  # finishes the updates in hand
+        await self.poller.close()  # marks them handled in the inbox
         await self.server.stop()
         try:
             await app.shutdown()

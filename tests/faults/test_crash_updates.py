@@ -15,7 +15,6 @@ with it, and the restarted one never saw them.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections import Counter
 from pathlib import Path
