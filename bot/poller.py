@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT = 10  # s a long poll waits (PTB's default; the Bot API takes an integer)
 MARK_DELAY = 1.0  # s between an update handled and its mark written, when no batch comes
+FIRST_BACKOFF = 1.0  # s before the first retry after a failure (then 1.5 times more)
 MAX_BACKOFF = 30.0  # s between attempts while Telegram or the store fails
 CONFLICTS_TO_STOP = 3  # consecutive 409s: another process really polls this token
 KEEP_HANDLED = timedelta(days=1)  # Telegram keeps an unconfirmed update for 24 hours
@@ -51,7 +52,7 @@ PRUNE_EVERY = 3600.0  # s between two prunes of the inbox
 
 
 def _backoff(current: float) -> float:
-    return 1.0 if current == 0 else min(MAX_BACKOFF, current * 1.5)
+    return FIRST_BACKOFF if current == 0 else min(MAX_BACKOFF, current * 1.5)
 
 
 def _seconds(wait: int | timedelta) -> float:
