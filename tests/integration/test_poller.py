@@ -254,11 +254,10 @@ async def test_a_refused_token_stops_polling_with_an_error(
     store: SqliteStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, logger="bot.poller")
-    async with FakeTelegram() as tg:
-        async with polling(tg, store, echo([])) as (_, poller):
-            tg.fail("getUpdates", status=401, description="Unauthorized", times=None)
-            await tg.wait_until(lambda: not poller.running, timeout=10, what="polling stops")
-            assert poller.failure is not None and "telegram.token" in poller.failure
+    async with FakeTelegram() as tg, polling(tg, store, echo([])) as (_, poller):
+        tg.fail("getUpdates", status=401, description="Unauthorized", times=None)
+        await tg.wait_until(lambda: not poller.running, timeout=10, what="polling stops")
+        assert poller.failure is not None and "telegram.token" in poller.failure
     assert "polling stopped: telegram.token: Telegram refused the bot token" in caplog.text
 
 
@@ -266,12 +265,11 @@ async def test_a_lasting_conflict_stops_polling_with_an_error(
     store: SqliteStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="bot.poller")
-    async with FakeTelegram() as tg:
-        async with polling(tg, store, echo([])) as (_, poller):
-            tg.fail("getUpdates", status=409, times=None,
-                    description="Conflict: terminated by other getUpdates request")
-            await tg.wait_until(lambda: not poller.running, timeout=10, what="polling stops")
-            assert poller.failure is not None and "another process" in poller.failure
+    async with FakeTelegram() as tg, polling(tg, store, echo([])) as (_, poller):
+        tg.fail("getUpdates", status=409, times=None,
+                description="Conflict: terminated by other getUpdates request")
+        await tg.wait_until(lambda: not poller.running, timeout=10, what="polling stops")
+        assert poller.failure is not None and "another process" in poller.failure
     # Two conflicts are retried (an old process may still be finishing its long poll).
     assert caplog.text.count("Conflict: terminated by other getUpdates request; retrying") == 2
 

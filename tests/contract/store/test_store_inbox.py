@@ -8,7 +8,7 @@ import pytest
 
 from core.errors import StorageError
 from core.inbox import InboxUpdate
-from core.ports import Store
+from core.ports import Ledger, Store
 from tests.conftest import START
 
 
@@ -73,8 +73,8 @@ async def test_pruning_forgets_only_updates_handled_before_the_limit(store: Stor
 
 
 async def test_a_failed_transaction_records_nothing(store: Store) -> None:
-    def record_then_fail(lg: object) -> None:
-        lg.add_updates([update(10)])  # type: ignore[attr-defined]
+    def record_then_fail(lg: Ledger) -> None:
+        lg.add_updates([update(10)])
         raise StorageError("database: disk full")
 
     with pytest.raises(StorageError):
