@@ -22,8 +22,10 @@ text format, the token scrubbed), written to /dev/null.
 "bare" is a python-telegram-bot Application with the same builder settings: the same token,
 server, HTTP client (bot.api_request), Defaults, rate limiter and maximum of 256 updates in
 flight (its SimpleUpdateProcessor against our PerUserOrder), the same CommandHandlers for the
-same command names, each replying a fixed "ok". Both poll with
-start_polling(allowed_updates=ALLOWED_UPDATES), as the runner does. They take turns on the
+same command names, each replying a fixed "ok". Ours polls as the runner does, with
+bot.poller.DurablePoller (each batch recorded in the database's inbox before it is
+confirmed, handled updates marked in batches); bare with PTB's
+start_polling(allowed_updates=ALLOWED_UPDATES). They take turns on the
 one server (one bot token), rounds interleaved, alternating who goes first; each side is
 warmed up first (every user's first message sets their menu).
 
@@ -92,6 +94,7 @@ from telegram.ext import (  # noqa: E402
 import bot.app  # noqa: E402
 from bot.api_request import bot_api_request  # noqa: E402
 from bot.app import ALLOWED_UPDATES, COMMAND_HANDLERS, build_application, start_up  # noqa: E402
+from bot.poller import DurablePoller  # noqa: E402
 from core.policy import BillingPolicy  # noqa: E402
 from core.service import BillingService  # noqa: E402
 from partnerbot import logs  # noqa: E402
@@ -203,6 +206,7 @@ class Cpu:
 class Side:
     name: str
     app: AnyApp
+    poller: DurablePoller | None  # ours: the runner's poller; bare: PTB's Updater
     phases: list[PhaseResult] = field(default_factory=list)
     cpu: list[Cpu] = field(default_factory=list)
 
@@ -216,7 +220,10 @@ async def run_side(
     assert app.updater is not None
     began = time.perf_counter()
     await app.start()
-    await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+    if side.poller is not None:
+        await side.poller.start()
+    else:
+        await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
     def sample() -> tuple[float, float, dict[int, float]]:
         return time.process_time(), machine_busy(), thread_cpu()
 
@@ -231,8 +238,13 @@ async def run_side(
         if profiler is not None:
             profiler.disable()
         after = (at_deadline or [sample()])[0]
-        await app.updater.stop()
-        await app.stop()
+        if side.poller is not None:  # stopped as the runner stops it
+            await side.poller.stop()
+            await app.stop()
+            await side.poller.close()
+        else:
+            await app.updater.stop()
+            await app.stop()
     elapsed = time.perf_counter() - began
     trace(f"{side.name} {phase.seed}: {result.replied} updates, {elapsed:.1f} s "
           "with start and stop")
@@ -327,9 +339,11 @@ async def bench(args: argparse.Namespace, workdir: Path) -> tuple[list[Side], li
             ids = await populate(billing, args.users)
             await load.call("users", ids)
             trace(f"{len(ids)} users linked to {len(ids) // MEMBERS} partners")
+            ours = build_ours(base_url, billing, args.production_limiter)
+            poller = DurablePoller(ours, store, SystemClock(), allowed_updates=ALLOWED_UPDATES)
             sides = [
-                Side("ours", build_ours(base_url, billing, args.production_limiter)),
-                Side("bare", build_bare(base_url, args.production_limiter)),
+                Side("ours", ours, poller),
+                Side("bare", build_bare(base_url, args.production_limiter), None),
             ]
             for s in sides:
                 await s.app.initialize()

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Protocol, TypeVar
 
+from core.inbox import InboxUpdate
 from core.model import (
     AlertState,
     Channel,
@@ -189,6 +190,19 @@ class Ledger(Protocol):
         retry_at: datetime | None = None,
     ) -> None:
         """Sent; or failed for good (retry_at None); or to be retried at retry_at."""
+        ...
+
+    # the update inbox (core/inbox.py)
+    def add_updates(self, updates: Sequence[InboxUpdate]) -> list[int]:
+        """Record the updates not recorded before; the ids of those newly recorded (a
+        redelivered update is recorded, and so handled, once)."""
+        ...
+    def mark_updates_handled(self, update_ids: Sequence[int], at: datetime) -> None: ...
+    def pending_updates(self) -> list[InboxUpdate]:
+        """Updates recorded and not yet handled, in update-id order."""
+        ...
+    def prune_updates(self, handled_before: datetime) -> int:
+        """Forget the updates handled before that instant; how many were forgotten."""
         ...
 
 

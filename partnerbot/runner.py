@@ -15,6 +15,7 @@ from telegram.ext import Application
 from bot.api_request import CONNECTIONS as BOT_API_CONNECTIONS
 from bot.app import ALLOWED_UPDATES, build_application, start_up
 from bot.outbox import Dispatcher
+from bot.poller import DurablePoller
 from core.payments import EventHandled
 from partnerbot.config import Settings
 from partnerbot.http import Check, HttpServer, build_http_app, build_metrics_app
@@ -43,6 +44,7 @@ def http_server(
     settings: Settings,
     services: Services,
     app: Application,  # type: ignore[type-arg]
+    poller: DurablePoller,
     metrics: Metrics,
 ) -> HttpServer:
     webhook = None
@@ -53,11 +55,10 @@ def http_server(
         )
 
     async def healthy() -> dict[str, Check]:
-        updater = app.updater
         db = services.store.health.state  # kept by the store's calls and its probe
         return {
             "database": Check(db.healthy, db.fault.value if db.fault else None),
-            "bot": Check(app.running and updater is not None and updater.running),
+            "bot": Check(app.running and poller.running),
         }
 
     s = settings.server
@@ -138,7 +139,12 @@ class Runtime:
             on_update=lambda command: metrics.updates.labels(command=command).inc(),
             on_error=metrics.errors.inc,
         )
-        self.server = http_server(settings, services, self.app, metrics)
+        # Not the Updater's start_polling: it confirms updates to Telegram while they still
+        # wait in memory. This one records them in the database first (bot/poller.py).
+        self.poller = DurablePoller(
+            self.app, services.store, services.clock, allowed_updates=ALLOWED_UPDATES
+        )
+        self.server = http_server(settings, services, self.app, self.poller, metrics)
         self.metrics_server = metrics_server(settings, services, metrics)
         self.dispatcher = Dispatcher(
             self.app.bot, services.store, services.clock, settings.telegram.tzinfo,
@@ -180,8 +186,7 @@ class Runtime:
                     f"metrics.port: cannot listen on {m.host}:{m.port} ({exc.strerror})"
                 ) from exc
         await self.app.start()
-        assert self.app.updater is not None
-        await self.app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+        await self.poller.start()
         self.dispatcher.start()
         self.scheduler = build_scheduler(self.services, self.dispatcher.wake.set)
         self.scheduler.start()
@@ -192,10 +197,10 @@ class Runtime:
             self.scheduler.shutdown(wait=False)
         await self.dispatcher.stop()
         app = self.app
-        if app.updater is not None and app.updater.running:
-            await app.updater.stop()
+        await self.poller.stop()
         if app.running:
             await app.stop()  # finishes the updates in hand
+        await self.poller.close()  # marks them handled in the inbox
         await self.server.stop()
         if self.metrics_server is not None:
             await self.metrics_server.stop()

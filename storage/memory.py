@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from core.errors import StorageError
+from core.inbox import InboxUpdate
 from core.ledger import GENESIS, transfer_digest
 from core.model import (
     EXTERNAL_ACCOUNTS,
@@ -76,6 +77,7 @@ class _State:
     job_runs: dict[int, tuple[str, datetime, datetime | None, bool | None, str]] = field(
         default_factory=dict
     )
+    inbox: dict[int, tuple[InboxUpdate, datetime | None]] = field(default_factory=dict)
 
 
 def _fail(message: str) -> None:
@@ -502,6 +504,29 @@ class MemoryLedger:
     def finish_job_run(self, run_id: int, at: datetime, ok: bool, summary: str) -> None:
         job, started, _, _, _ = self.s.job_runs[run_id]
         self.s.job_runs[run_id] = (job, started, at, ok, summary)
+
+    def add_updates(self, updates: Sequence[InboxUpdate]) -> list[int]:
+        new = {u.update_id: u for u in updates if u.update_id not in self.s.inbox}
+        self.s.inbox.update((update_id, (u, None)) for update_id, u in new.items())
+        return list(new)
+
+    def mark_updates_handled(self, update_ids: Sequence[int], at: datetime) -> None:
+        for update_id in update_ids:
+            found = self.s.inbox.get(update_id)
+            if found is not None and found[1] is None:
+                self.s.inbox[update_id] = (found[0], at)
+
+    def pending_updates(self) -> list[InboxUpdate]:
+        return sorted(
+            (u for u, handled in self.s.inbox.values() if handled is None),
+            key=lambda u: u.update_id,
+        )
+
+    def prune_updates(self, handled_before: datetime) -> int:
+        old = [k for k, (_, at) in self.s.inbox.items() if at is not None and at < handled_before]
+        for update_id in old:
+            del self.s.inbox[update_id]
+        return len(old)
 
 
 class MemorySnapshot:

@@ -28,9 +28,10 @@ from core.names import name_key
 from storage import rows
 from storage.errors import Connection
 from storage.rows import opt_us, to_us
+from storage.sqlite_inbox import SqliteInbox
 
 
-class SqliteLedger:
+class SqliteLedger(SqliteInbox):
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = Connection(conn)
 

@@ -110,3 +110,10 @@ async def on_button(update: Update, context: Context) -> None:
         await query.answer(texts.explain(exc)[:190])
     except BillingError as exc:
         await query.answer(texts.explain(exc)[:190])
+    except BadRequest as exc:
+        if "query is too old" not in exc.message.lower():
+            raise
+        # Answered already, or too late: a press handled again after a restart (the
+        # update inbox replays it). The work and the message's edit are done; only the
+        # small notice on the presser's screen is lost, and that is no error.
+        log.info("button press %s answered too late to show a notice", query.id)
