@@ -280,10 +280,12 @@ async def bot_harness(
     tz: tzinfo = UTC,
     policy: BillingPolicy | None = None,
     payments: Callable[[SqliteStore, FakeClock], PaymentService] | None = None,
+    on_update: Callable[[str], None] | None = None,
 ) -> AsyncIterator[BotHarness]:
     """Start everything; stop it all (and close the database) on the way out.
 
-    `payments` makes the PaymentService the bot reaches (none: payments are not set up)."""
+    `payments` makes the PaymentService the bot reaches (none: payments are not set up);
+    `on_update` receives the label of each update as `partnerbot_updates_total` counts it."""
     async with FakeTelegram(bot_username=BOT_USERNAME) as tg:
         store = await SqliteStore.open(directory / "partnerbot.db", synchronous="NORMAL")
         try:
@@ -299,6 +301,7 @@ async def bot_harness(
                 tz=tz,
                 payments=payment_service,
                 on_error=lambda: error_handler_runs.append("error handler ran"),
+                **({} if on_update is None else {"on_update": on_update}),
             )
             async with started_application(app):
                 yield BotHarness(
