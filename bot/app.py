@@ -27,7 +27,7 @@ from bot.deps import BotDeps, count_no_error, count_no_update, deps_of, install
 from bot.gate import FloodGate
 from bot.handlers import buttons, common, errors, partner, payments, support
 from bot.limits import FloodLimiter, FloodLimits
-from bot.ordering import PerUserOrder
+from bot.ordering import MAX_QUEUED_PER_USER, PerUserOrder
 from core.payments import PaymentService
 from core.service import BillingService
 
@@ -105,8 +105,15 @@ def build_application(
         link_preview_options=LinkPreviewOptions(is_disabled=True),
         do_quote=False,
     )
-    flood = FloodLimiter(billing.clock, limits or FloodLimits())
-    gate = FloodGate(flood, support_ids, on_update)
+    limits = limits or FloodLimits()
+    flood = FloodLimiter(billing.clock, limits)
+    order = PerUserOrder(
+        gate=FloodGate(flood, support_ids, on_update),
+        max_queued_per_user=max(
+            MAX_QUEUED_PER_USER, limits.member_per_minute, limits.stranger_per_minute,
+            limits.group_per_minute,
+        ),
+    )
     app = (
         ApplicationBuilder()
         .token(token)
@@ -115,7 +122,7 @@ def build_application(
         .request(bot_api_request())
         .defaults(defaults)
         .rate_limiter(AIORateLimiter(max_retries=3))
-        .concurrent_updates(PerUserOrder(gate=gate))
+        .concurrent_updates(order)
         .build()
     )
     install(app.bot_data, BotDeps(

@@ -2,8 +2,7 @@
 
 It runs before any database work or Bot API call for the update: an update over its
 sender's allowance is dropped here (counted as `limited`), and the sender is told once a
-minute at most; a plain text from a user already known to be a stranger is dropped
-without an answer (counted as `stranger`: the first one was answered with the hint).
+minute at most.
 """
 
 from __future__ import annotations
@@ -14,17 +13,11 @@ from collections.abc import Callable
 from telegram import Update
 from telegram.constants import ChatType
 from telegram.error import TelegramError
-from telegram.ext import filters
 
 from bot import texts
 from bot.limits import FloodLimiter, Sender, Verdict
 
 log = logging.getLogger("bot.flood")
-
-
-def plain_text(update: Update) -> bool:
-    """A new message that is not a command (text, sticker, photo...)."""
-    return update.message is not None and not filters.COMMAND.check_update(update)
 
 
 class FloodGate:
@@ -50,9 +43,6 @@ class FloodGate:
             key, sender = chat.id, Sender.GROUP
         else:
             key, sender = user.id, self.limiter.known(user.id) or Sender.UNKNOWN
-            if sender is Sender.STRANGER and plain_text(update):
-                self.on_update("stranger")
-                return False
         verdict = self.limiter.check(key, sender)
         if verdict is Verdict.ADMIT:
             return True

@@ -14,9 +14,11 @@ from telegram.ext import BaseUpdateProcessor
 log = logging.getLogger("bot.flood")
 
 MAX_CONCURRENT_UPDATES = 256
-# Updates of one user waiting for their turn (beyond the one being handled). A person never
-# has this many in flight; the rate limits drop a flood long before (support excepted).
-MAX_QUEUED_PER_USER = 32
+# Updates of one user waiting for their turn (beyond the one being handled), at least. A
+# person never has this many in flight; the flood limits drop a flood before (support is
+# not limited: this bounds its backlog). bot.app raises it to the largest allowance, so
+# that what the limits admit is never dropped here.
+MAX_QUEUED_PER_USER = 64
 # python-telegram-bot takes its own semaphore before do_process_update sees an update, so
 # anything it bounds would count the updates waiting for their user's turn: a flooder's
 # backlog would hold the slots every other user needs. Its bound is lifted; the real one

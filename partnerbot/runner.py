@@ -12,6 +12,7 @@ from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application
 
 from bot.app import ALLOWED_UPDATES, build_application, start_up
+from bot.limits import FloodLimits
 from bot.outbox import Dispatcher
 from core.payments import EventHandled
 from partnerbot.config import Settings
@@ -79,6 +80,11 @@ class Runtime:
             payments=services.payments,
             on_update=lambda command: metrics.updates.labels(command=command).inc(),
             on_error=metrics.errors.inc,
+            limits=FloodLimits(
+                member_per_minute=settings.limits.member_per_minute,
+                stranger_per_minute=settings.limits.stranger_per_minute,
+                group_per_minute=settings.limits.group_per_minute,
+            ),
         )
         self.server = http_server(settings, services, self.app, metrics)
         self.dispatcher = Dispatcher(

@@ -66,9 +66,16 @@ async def unknown(update: Update, context: Context) -> None:
 
 
 async def not_a_command(update: Update, context: Context) -> None:
-    """Plain text in a private chat (a stranger's next ones stop at the flood gate)."""
-    req = await Request.of(update, context)
-    req.deps.on_update("stranger" if req.member is None and not req.support else "text")
+    """Plain text in a private chat: the same hint for everyone."""
+    deps = deps_of(context)
+    user = update.effective_user
+    assert user is not None
+    if deps.flood is not None and deps.flood.known(user.id) is Sender.STRANGER:
+        # A stranger already looked up: no database read (the flood gate limits how often).
+        req = Request(update, context, deps, user.id, None, support=False)
+    else:
+        req = await Request.of(update, context)
+    deps.on_update("stranger" if req.member is None and not req.support else "text")
     await req.reply(texts.NOT_COMMAND)
 
 
