@@ -24,7 +24,7 @@ from telegram.ext import (
 from bot import menus
 from bot.api_request import bot_api_request
 from bot.deps import BotDeps, count_no_error, count_no_update, deps_of, install
-from bot.gate import FloodGate
+from bot.gate import FloodGate, UpdatesRequest
 from bot.handlers import buttons, common, errors, partner, payments, support
 from bot.limits import FloodLimiter, FloodLimits
 from bot.ordering import MAX_QUEUED_PER_USER, PerUserOrder
@@ -107,8 +107,9 @@ def build_application(
     )
     limits = limits or FloodLimits()
     flood = FloodLimiter(billing.clock, limits)
+    gate = FloodGate(flood, support_ids, on_update)
     order = PerUserOrder(
-        gate=FloodGate(flood, support_ids, on_update),
+        gate=gate,
         max_queued_per_user=max(
             MAX_QUEUED_PER_USER, limits.member_per_minute, limits.stranger_per_minute,
             limits.group_per_minute,
@@ -120,6 +121,8 @@ def build_application(
         .base_url(api_base_url)
         .base_file_url(file_base_url(api_base_url))
         .request(bot_api_request())
+        # As the builder's own (one connection), and a flood is dropped before it is parsed.
+        .get_updates_request(UpdatesRequest(gate, connection_pool_size=1))
         .defaults(defaults)
         .rate_limiter(AIORateLimiter(max_retries=3))
         .concurrent_updates(order)
