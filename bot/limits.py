@@ -48,7 +48,9 @@ class FloodLimits:
 
     member_per_minute: int = 30
     stranger_per_minute: int = 10
-    group_per_minute: int = 20  # Telegram lets a bot send 20 messages a minute to a group
+    # Telegram lets a bot send 20 messages a minute to a group (AIORateLimiter holds the
+    # 21st back for up to a minute): room is left for the "too many" answer and notices.
+    group_per_minute: int = 15
 
     def __post_init__(self) -> None:
         for name in ("member_per_minute", "stranger_per_minute", "group_per_minute"):

@@ -291,11 +291,12 @@ class LimitsSettings(BaseModel):
         description="Updates a minute a user linked to no partner may send.",
     )
     group_per_minute: StrictishInt = Field(
-        default=20,
+        default=15,
         ge=1,
         le=6000,
         description="Updates a minute from one group chat, all its members together "
-        "(Telegram lets a bot answer a group 20 times a minute).",
+        "(Telegram lets a bot answer a group 20 times a minute: keep room for the "
+        "too-many answer and notices).",
     )
 
 

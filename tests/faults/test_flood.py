@@ -241,3 +241,26 @@ async def test_flood_then_quiet_leaves_no_state_per_user(tmp_path: Path) -> None
         await h.tg.wait_idle(timeout=30, quiet=0.2)
         await asyncio.sleep(0)
         assert h.app.update_processor.waiting_users == 0
+
+
+async def test_a_group_has_one_allowance_for_all_its_members(tmp_path: Path) -> None:
+    labels: list[str] = []
+    async with bot_harness(tmp_path, on_update=labels.append, limits=LIMITS) as h:
+        acme = await h.new_partner("Acme", owner_id=101, days=12)
+        mia = await h.link(102, acme.id)
+        group = h.tg.group(-4242, "Resellers")
+        await h.tg.wait_idle()
+        labels.clear()
+        for _ in range(60):  # two members take turns: the group's allowance is shared
+            await acme.owner.send("/balance", chat=group)
+            await mia.send("/balance", chat=group)
+        await h.tg.wait_idle(timeout=30, quiet=0.2)
+        answers = [m.text for m in group.pending_replies()]
+        assert answers.count(texts.PRIVATE_ONLY) == LIMITS.group_per_minute
+        assert answers.count(texts.TOO_MANY) == 1
+        assert len(answers) == LIMITS.group_per_minute + 1
+        # The members' own allowance is untouched: each is answered in private.
+        assert (await h.ask(mia, "/balance")).text.startswith("Balance: 12 days")
+        assert Counter(labels) == Counter(
+            {"balance": LIMITS.group_per_minute + 1, "limited": 120 - LIMITS.group_per_minute}
+        )

@@ -58,7 +58,7 @@ DEFAULTS: list[tuple[str, object]] = [
     ("jobs.reconcile_after_minutes", 15),
     ("limits.member_per_minute", 30),
     ("limits.stranger_per_minute", 10),
-    ("limits.group_per_minute", 20),
+    ("limits.group_per_minute", 15),
 ]
 
 
