@@ -264,3 +264,25 @@ async def test_a_group_has_one_allowance_for_all_its_members(tmp_path: Path) -> 
         assert Counter(labels) == Counter(
             {"balance": LIMITS.group_per_minute + 1, "limited": 120 - LIMITS.group_per_minute}
         )
+
+
+async def test_a_button_flood_is_limited_like_messages(tmp_path: Path) -> None:
+    labels: list[str] = []
+    async with bot_harness(tmp_path, on_update=labels.append, limits=LIMITS) as h:
+        acme = await h.new_partner("Acme", owner_id=101, days=12)
+        welcome = acme.owner.last_reply
+        assert welcome is not None
+        await h.tg.wait_idle()
+        h.clock.advance(timedelta(minutes=1))  # the /start of set-up is a minute ago
+        labels.clear()
+        for _ in range(100):  # a modified client pressing a stale button as fast as it can
+            await acme.owner.press_data(welcome, "p:x:1")
+        await h.tg.wait_idle(timeout=30, quiet=0.2)
+        answers = [a.text for a in acme.owner.callback_answers]
+        assert answers.count(texts.BUTTON_EXPIRED) == LIMITS.member_per_minute
+        assert answers.count(texts.TOO_MANY) == 1
+        assert len(answers) == LIMITS.member_per_minute + 1
+        limited = 100 - LIMITS.member_per_minute
+        assert Counter(labels) == Counter(
+            {"button": LIMITS.member_per_minute, "limited": limited}
+        )
