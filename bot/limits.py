@@ -114,7 +114,8 @@ class FloodLimiter:
         if bucket.tokens >= 1:
             bucket.tokens -= 1
             return Verdict.ADMIT
-        if bucket.told is None or now - bucket.told >= MINUTE:
+        # (A clock set back must not silence the answer for as long as it went back.)
+        if bucket.told is None or not 0 <= now - bucket.told < MINUTE:
             bucket.told = now
             return Verdict.TELL
         return Verdict.DROP
