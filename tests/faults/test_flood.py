@@ -14,6 +14,8 @@ the server's record of the bot's requests (their order, not wall time):
   updates metric;
 - support (not rate limited) still cannot hold the shared slots: its queue is bounded and
   what is dropped is counted;
+- a group chat has one allowance for all its members, and button presses count like
+  messages;
 - the limiter's memory stays bounded under 100,000 distinct strangers.
 """
 
