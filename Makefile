@@ -48,6 +48,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/flood.py
 
 # Mutation testing of the seven core files ([tool.mutmut] in pyproject.toml), one worker
 # (the machine may be shared); not part of `make test`. Ends with the kill rate per file.

@@ -12,6 +12,7 @@ import random
 import sys
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -204,12 +205,13 @@ def load_process(conn: Connection) -> None:
 
 
 class Load:
-    """The bot process's handle on the load process."""
+    """The bot process's handle on the load process (`target`: its entry point; bench/flood.py
+    brings its own)."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: Callable[[Connection], None] = load_process) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=load_process, args=(child,), daemon=True)
+        self.process = ctx.Process(target=target, args=(child,), daemon=True)
         self.process.start()
         child.close()
 

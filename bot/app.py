@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import tzinfo
 
-from telegram import LinkPreviewOptions
+from telegram import LinkPreviewOptions, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
 from telegram.ext import (
@@ -17,14 +17,17 @@ from telegram.ext import (
     CommandHandler,
     Defaults,
     MessageHandler,
+    TypeHandler,
     filters,
 )
 
 from bot import menus
 from bot.api_request import bot_api_request
 from bot.deps import BotDeps, count_no_error, count_no_update, deps_of, install
+from bot.gate import FloodGate, UpdatesRequest
 from bot.handlers import buttons, common, errors, partner, payments, support
-from bot.ordering import PerUserOrder
+from bot.limits import FloodLimiter, FloodLimits
+from bot.ordering import MAX_QUEUED_PER_USER, PerUserOrder
 from core.payments import PaymentService
 from core.service import BillingService
 
@@ -90,14 +93,27 @@ def build_application(
     payments: PaymentService | None = None,
     on_update: Callable[[str], None] = count_no_update,
     on_error: Callable[[], None] = count_no_error,
+    limits: FloodLimits | None = None,
 ) -> Application:  # type: ignore[type-arg]
     """The Application with every handler and what they reach; start it with
-    `initialize()`, then `start_up(app)`, then `start()` and the updater."""
+    `initialize()`, then `start_up(app)`, then `start()` and the updater.
+
+    `limits`: the per-user flood limits (default: FloodLimits(), as `[limits]` defaults)."""
     defaults = Defaults(
         parse_mode=ParseMode.HTML,
         tzinfo=tz,
         link_preview_options=LinkPreviewOptions(is_disabled=True),
         do_quote=False,
+    )
+    limits = limits or FloodLimits()
+    flood = FloodLimiter(billing.clock, limits)
+    gate = FloodGate(flood, support_ids, on_update)
+    order = PerUserOrder(
+        gate=gate,
+        max_queued_per_user=max(
+            MAX_QUEUED_PER_USER, limits.member_per_minute, limits.stranger_per_minute,
+            limits.group_per_minute,
+        ),
     )
     app = (
         ApplicationBuilder()
@@ -105,14 +121,16 @@ def build_application(
         .base_url(api_base_url)
         .base_file_url(file_base_url(api_base_url))
         .request(bot_api_request())
+        # As the builder's own (one connection), and a flood is dropped before it is parsed.
+        .get_updates_request(UpdatesRequest(gate, connection_pool_size=1))
         .defaults(defaults)
         .rate_limiter(AIORateLimiter(max_retries=3))
-        .concurrent_updates(PerUserOrder())
+        .concurrent_updates(order)
         .build()
     )
     install(app.bot_data, BotDeps(
         billing=billing, support_ids=support_ids, tz=tz, bot=app.bot, payments=payments,
-        on_update=on_update, on_error=on_error,
+        on_update=on_update, on_error=on_error, flood=flood,
     ))
     register(app)
     return app
@@ -127,6 +145,7 @@ def register(app: Application) -> None:  # type: ignore[type-arg]
     app.add_handler(CallbackQueryHandler(buttons.on_button))
     app.add_handler(MessageHandler(new & private & filters.COMMAND, common.unknown))
     app.add_handler(MessageHandler(new & private & ~filters.COMMAND, common.not_a_command))
+    app.add_handler(TypeHandler(Update, common.other))  # last: whatever nothing else took
     app.add_error_handler(errors.on_error)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from telegram import Bot
 from telegram.ext import ContextTypes
 
+from bot.limits import FloodLimiter
 from core.payments import PaymentService
 from core.service import BillingService
 
@@ -38,6 +39,8 @@ class BotDeps:
     # Metrics hooks: an update handled, by command; an unexpected error.
     on_update: Callable[[str], None] = count_no_update
     on_error: Callable[[], None] = count_no_error
+    # The flood limits; handlers tell it who a user is once they have read it.
+    flood: FloodLimiter | None = None
 
     def invite_link(self, code: str) -> str:
         return f"https://t.me/{self.bot.username}?start={code}"

@@ -13,6 +13,7 @@ from telegram import InlineKeyboardMarkup, Message, MessageEntity, Update
 from telegram.error import BadRequest, NetworkError
 
 from bot.deps import BotDeps, Context, deps_of
+from bot.limits import Sender
 from core.model import Member, Role
 
 SELECTED = "partner_id"  # user_data key: the partner a support agent acts on
@@ -43,7 +44,11 @@ class Request:
             # Writing to the bot in private means they unblocked it: notices reach them again.
             await deps.billing.set_member_reachable(user.id, True, f"user:{user.id}")
             member = replace(member, unreachable=False)
-        return cls(update, context, deps, user.id, member, user.id in deps.support_ids)
+        support = user.id in deps.support_ids
+        if deps.flood is not None and not support:
+            # The read is done: the flood gate need not do it again for this user.
+            deps.flood.learn(user.id, Sender.STRANGER if member is None else Sender.MEMBER)
+        return cls(update, context, deps, user.id, member, support)
 
     @property
     def key(self) -> str:

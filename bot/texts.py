@@ -37,6 +37,8 @@ CHOOSE_PARTNER = (
 )
 OWNER_ONLY = "Only the account owner can invite teammates. Ask your owner for an invite link."
 NOT_COMMAND = "I work with commands. /help lists them."
+# The one answer to a flood, at most once a minute (bot/gate.py).
+TOO_MANY = "Too many messages at once. Please wait a minute, then try again."
 PAYMENTS_OFF = (
     "Payments are not set up on this bot yet. "
     "Ask support to credit days meanwhile; /balance shows what you have."

@@ -14,6 +14,7 @@ from telegram.ext import Application
 
 from bot.api_request import CONNECTIONS as BOT_API_CONNECTIONS
 from bot.app import ALLOWED_UPDATES, build_application, start_up
+from bot.limits import FloodLimits
 from bot.outbox import Dispatcher
 from bot.poller import DurablePoller
 from core.payments import EventHandled
@@ -138,6 +139,11 @@ class Runtime:
             payments=services.payments,
             on_update=lambda command: metrics.updates.labels(command=command).inc(),
             on_error=metrics.errors.inc,
+            limits=FloodLimits(
+                member_per_minute=settings.limits.member_per_minute,
+                stranger_per_minute=settings.limits.stranger_per_minute,
+                group_per_minute=settings.limits.group_per_minute,
+            ),
         )
         # Not the Updater's start_polling: it confirms updates to Telegram while they still
         # wait in memory. This one records them in the database first (bot/poller.py).

@@ -8,8 +8,9 @@ from telegram import Update
 
 from bot import texts
 from bot.commands import visible
-from bot.deps import Context
+from bot.deps import Context, deps_of
 from bot.guard import command, ensure_menu
+from bot.limits import Sender
 from bot.render import esc
 from bot.request import Request
 
@@ -40,6 +41,8 @@ async def start(req: Request) -> None:
         return
     member = await req.deps.billing.redeem_invite(code, req.user_id)
     req.member = member
+    if req.deps.flood is not None and not req.support:
+        req.deps.flood.learn(req.user_id, Sender.MEMBER)  # a member's allowance from now on
     req.deps.menus_set.discard(req.user_id)
     await ensure_menu(req)
     partner = await req.deps.billing.partner(member.partner_id)
@@ -63,6 +66,20 @@ async def unknown(update: Update, context: Context) -> None:
 
 
 async def not_a_command(update: Update, context: Context) -> None:
-    """Plain text in a private chat."""
-    req = await Request.of(update, context)
+    """Plain text in a private chat: the same hint for everyone."""
+    deps = deps_of(context)
+    user = update.effective_user
+    assert user is not None
+    if deps.flood is not None and deps.flood.known(user.id) is Sender.STRANGER:
+        # A stranger already looked up: no database read (the flood gate limits how often).
+        req = Request(update, context, deps, user.id, None, support=False)
+    else:
+        req = await Request.of(update, context)
+    deps.on_update("stranger" if req.member is None and not req.support else "text")
     await req.reply(texts.NOT_COMMAND)
+
+
+async def other(update: Update, context: Context) -> None:
+    """Anything no other handler took (chatter in groups, commands for other bots): counted
+    so that every update shows in the metrics, and nothing else (no database work)."""
+    deps_of(context).on_update("other")

@@ -37,6 +37,7 @@ from partnerbot.config.sections import (
     BillingSettings,
     DatabaseSettings,
     JobsSettings,
+    LimitsSettings,
     LoggingSettings,
     MetricsSettings,
     ServerSettings,
@@ -113,6 +114,9 @@ class Settings(BaseSettings):
     )
     jobs: JobsSettings = Field(
         default_factory=JobsSettings, description="Schedules of the scheduled jobs."
+    )
+    limits: LimitsSettings = Field(
+        default_factory=LimitsSettings, description="Per-user flood limits."
     )
 
     @classmethod

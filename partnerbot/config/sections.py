@@ -320,6 +320,35 @@ class MetricsSettings(BaseModel):
     )
 
 
+class LimitsSettings(BaseModel):
+    """Per-user flood limits (bot/limits.py): each sender may send this many updates a
+    minute, in bursts of as many; beyond that updates are dropped before any work, and the
+    sender is told once a minute. Support staff are not limited."""
+
+    model_config = _SECTION
+
+    member_per_minute: StrictishInt = Field(
+        default=30,
+        ge=1,
+        le=6000,
+        description="Updates a minute a partner member may send (also the largest burst).",
+    )
+    stranger_per_minute: StrictishInt = Field(
+        default=10,
+        ge=1,
+        le=6000,
+        description="Updates a minute a user linked to no partner may send.",
+    )
+    group_per_minute: StrictishInt = Field(
+        default=15,
+        ge=1,
+        le=6000,
+        description="Updates a minute from one group chat, all its members together "
+        "(Telegram lets a bot answer a group 20 times a minute: keep room for the "
+        "too-many answer and notices).",
+    )
+
+
 class BillingSettings(BaseModel):
     model_config = _SECTION
 

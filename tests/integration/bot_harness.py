@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import build_application, start_up
+from bot.limits import FloodLimits
 from core import channels
 from core.model import Partner, TransferKind
 from core.payments import PaymentService
@@ -45,6 +46,10 @@ from tests.fakes.telegram_api import (
 
 AnyApp = Any  # telegram.ext.Application[...]: six type parameters nobody here needs
 
+# Flood limits no test but tests/faults/test_flood.py reaches.
+UNLIMITED = FloodLimits(
+    member_per_minute=1_000_000, stranger_per_minute=1_000_000, group_per_minute=1_000_000
+)
 # How long the bot must stay quiet before "it answered nothing more" is believed.
 QUIET = 0.02
 SUPPORT_ID = 900
@@ -280,10 +285,15 @@ async def bot_harness(
     tz: tzinfo = UTC,
     policy: BillingPolicy | None = None,
     payments: Callable[[SqliteStore, FakeClock], PaymentService] | None = None,
+    on_update: Callable[[str], None] | None = None,
+    limits: FloodLimits = UNLIMITED,
 ) -> AsyncIterator[BotHarness]:
     """Start everything; stop it all (and close the database) on the way out.
 
-    `payments` makes the PaymentService the bot reaches (none: payments are not set up)."""
+    `payments` makes the PaymentService the bot reaches (none: payments are not set up);
+    `on_update` receives the label of each update as `partnerbot_updates_total` counts it;
+    `limits`: the flood limits, by default out of reach (the clock stands still, so a test
+    sending more than a minute's allowance as one user would otherwise meet them)."""
     async with FakeTelegram(bot_username=BOT_USERNAME) as tg:
         store = await SqliteStore.open(directory / "partnerbot.db", synchronous="NORMAL")
         try:
@@ -299,6 +309,8 @@ async def bot_harness(
                 tz=tz,
                 payments=payment_service,
                 on_error=lambda: error_handler_runs.append("error handler ran"),
+                limits=limits,
+                **({} if on_update is None else {"on_update": on_update}),
             )
             async with started_application(app):
                 yield BotHarness(

@@ -63,6 +63,9 @@ DEFAULTS: list[tuple[str, object]] = [
     ("jobs.overdue_after_days", 14),
     ("jobs.renew_before_hours", 24),
     ("jobs.reconcile_after_minutes", 15),
+    ("limits.member_per_minute", 30),
+    ("limits.stranger_per_minute", 10),
+    ("limits.group_per_minute", 15),
 ]
 
 
