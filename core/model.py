@@ -103,6 +103,10 @@ class Channel:
 
 # Accounts are named by short codes. Outside accounts are where days come from and go
 # to; their balances are the negation of everything inside, so the total is zero.
+# The largest id a row can have: SQLite integers are signed 64-bit. A number typed or
+# forged beyond it names nothing (and binding it would raise OverflowError).
+MAX_ID = 2**63 - 1
+
 PURCHASES = "ext:purchases"  # days bought with money (top-ups, invoices)
 GRANTS = "ext:grants"  # days given or taken by support
 CONSUMED = "ext:consumed"  # days used up by deleted channels
