@@ -287,3 +287,13 @@ class AlertState:
     balance: int
     below: bool  # the members were told and the balance has not risen above since
     crossings: int  # downward crossings so far; numbers the alerts
+
+
+@dataclass(frozen=True, slots=True)
+class ChainStart:
+    """Where the keyed part of the chain starts: transfers from `keyed_from` on are sealed
+    with HMAC-SHA256 under `ledger.chain_key`; `seal` is that key's HMAC of this record,
+    so moving the start (claiming keyed rows are plain) also needs the key."""
+
+    keyed_from: int
+    seal: str

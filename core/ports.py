@@ -13,6 +13,7 @@ from typing import Protocol, TypeVar
 
 from core.model import (
     AlertState,
+    ChainStart,
     Channel,
     CheckoutLink,
     CheckoutRequest,
@@ -206,6 +207,9 @@ class LedgerSnapshot(Protocol):
     def partners(self) -> list[Partner]: ...
     def outcomes(self) -> Iterator[tuple[str, str, str]]:
         """Every stored outcome as (key, kind, payload)."""
+        ...
+    def chain_start(self) -> ChainStart | None:
+        """Where the chain starts being sealed with ledger.chain_key (None: never)."""
         ...
 
 

@@ -112,7 +112,7 @@ async def partner_show(args: argparse.Namespace, svc: Services) -> int:
 
 
 async def ledger_verify(args: argparse.Namespace, svc: Services) -> int:
-    report = await svc.billing.verify()
+    report = await svc.billing.verify(chain_key=svc.settings.ledger.chain_key_bytes)
     if report.ok:
         out(report.summary())
         return 0
@@ -209,7 +209,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     handler: Handler = args.handler
     if handler is partner_add:
         check_partner_add(args, settings)
-    services = await open_services(settings)
+    services = await open_services(settings, writes=handler is not ledger_verify)
     try:
         return await handler(args, services)
     finally:

@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 
 from core.errors import BillingError, StorageError, StoreBusy
 from core.ports import Ledger, LedgerSnapshot
+from storage.chain import start_keyed_chain
 from storage.dbthread import DatabaseThread, transaction
 from storage.errors import translate
 from storage.migrate import migrate
@@ -47,11 +48,16 @@ LOOKUP_BUSY_MS = 20
 
 class SqliteStore:
     def __init__(
-        self, thread: DatabaseThread, path: Path, reader: sqlite3.Connection | None = None
+        self,
+        thread: DatabaseThread,
+        path: Path,
+        reader: sqlite3.Connection | None = None,
+        chain_key: bytes | None = None,
     ) -> None:
         self._thread = thread  # owns the read-write connection
         self._reader = reader  # lookups, on the thread that owns the store (the loop's)
         self.path = path
+        self._chain_key = chain_key
 
     @classmethod
     async def open(
@@ -60,8 +66,11 @@ class SqliteStore:
         *,
         synchronous: Synchronous = "FULL",
         busy_timeout_ms: int = 5000,
+        chain_key: bytes | None = None,
     ) -> SqliteStore:
-        """Open (creating if needed) and migrate the database at `path`."""
+        """Open (creating if needed) and migrate the database at `path`. With
+        `chain_key` (ledger.chain_key) new transfers are sealed with it: the start of the
+        keyed chain is recorded now if it is not, and a wrong key is refused here."""
         target = Path(path)
         if not target.parent.is_dir():
             raise StorageError(f"database: directory {target.parent} does not exist")
@@ -83,17 +92,20 @@ class SqliteStore:
             applied = await thread.call(migrate)
             if applied:
                 log.info("database migrated: %s", ", ".join(applied))
+            if chain_key is not None:
+                key = chain_key
+                await thread.call(lambda conn: start_keyed_chain(conn, key))
             reader = _open_reader(target, synchronous)
         except BaseException:
             await thread.close()
             raise
-        return cls(thread, target, reader)
+        return cls(thread, target, reader, chain_key)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._thread.call(fn)
 
     async def write(self, work: Callable[[Ledger], T]) -> T:
-        return await self._thread.write(lambda conn: work(SqliteLedger(conn)))
+        return await self._thread.write(lambda conn: work(SqliteLedger(conn, self._chain_key)))
 
     async def read(self, work: Callable[[Ledger], T]) -> T:
         return await self._run(
