@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 
 from core.errors import BillingError, StorageError, StoreBusy
 from core.ports import Ledger, LedgerSnapshot
+from storage import name_keys
 from storage.chain import start_keyed_chain
 from storage.dbthread import DatabaseThread, transaction
 from storage.errors import translate
@@ -92,6 +93,7 @@ class SqliteStore:
             applied = await thread.call(migrate)
             if applied:
                 log.info("database migrated: %s", ", ".join(applied))
+            name_keys.report(await thread.call(name_keys.rekey_names))
             if chain_key is not None:
                 key = chain_key
                 await thread.call(lambda conn: start_keyed_chain(conn, key))
