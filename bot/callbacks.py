@@ -6,12 +6,18 @@ integers, and `encode` refuses anything longer, so a button can never be rejecte
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from core.model import MAX_ID
+
 MAX_BYTES = 64
 _VERSION = "1"
+# Clients choose callback_data, so a forged field may be anything, including an id
+# larger than a row can have (binding it would raise OverflowError).
+_FIELD = re.compile(r"[0-9]{1,19}")  # ASCII only: str.isdigit() also takes "²"
 
 
 class ListKind(StrEnum):
@@ -62,6 +68,9 @@ def stamp(instant: datetime | None) -> int:
     return 0 if instant is None else (instant - _EPOCH) // _US
 
 
+_MAX_STAMP = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _US
+
+
 def unstamp(value: int) -> datetime | None:
     return None if value == 0 else _EPOCH + value * _US
 
@@ -87,9 +96,12 @@ def encode(cb: Callback) -> str:
 
 
 def _ints(fields: list[str], count: int) -> list[int]:
-    if len(fields) != count or not all(f.isdigit() and len(f) <= 19 for f in fields):
+    if len(fields) != count or not all(_FIELD.fullmatch(f) for f in fields):
         raise BadCallback("malformed")
-    return [int(f) for f in fields]
+    values = [int(f) for f in fields]
+    if max(values) > MAX_ID:
+        raise BadCallback("id out of range")
+    return values
 
 
 def parse(data: str | None) -> Callback:
@@ -107,7 +119,10 @@ def parse(data: str | None) -> Callback:
         partner_id, page = _ints(fields[1:], 2)
         return Page(kind, partner_id, page)
     if tag == "d":
-        return ConfirmDelete(*_ints(fields, 3))
+        partner_id, channel_id, until_us = _ints(fields, 3)
+        if until_us > _MAX_STAMP:
+            raise BadCallback("instant out of range")  # past the year 9999
+        return ConfirmDelete(partner_id, channel_id, until_us)
     if tag == "k":
         return CancelDelete(*_ints(fields, 2))
     if tag == "n" and not fields:

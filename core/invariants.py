@@ -6,12 +6,14 @@ the table and row it concerns) when they do not.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from core.ledger import GENESIS, transfer_digest
+from core.ledger import GENESIS, chain_start_seal, transfer_digest
 from core.model import (
+    ChainStart,
     OrderKind,
     OrderStatus,
     TransferKind,
@@ -39,6 +41,7 @@ class VerifyReport:
     partners: int = 0
     on_balances: int = 0  # days on partner balances
     on_channels: int = 0  # days held by live channels
+    keyed_from: int | None = None  # transfers from this id on are sealed with the key
     violations: list[Violation] = field(default_factory=list)
 
     @property
@@ -47,19 +50,33 @@ class VerifyReport:
 
     def summary(self) -> str:
         state = "ok" if self.ok else f"BROKEN ({len(self.violations)} violations)"
+        keyed = (
+            "" if self.keyed_from is None
+            else f"; chain keyed from transfers.id={self.keyed_from}"
+        )
         return (
             f"ledger {state}: {self.transfers} transfers, {self.accounts} accounts, "
             f"{self.partners} partners; {self.on_balances:,} days on partner balances, "
-            f"{self.on_channels:,} days on live channels; accounts sum to zero"
+            f"{self.on_channels:,} days on live channels; accounts sum to zero{keyed}"
             if self.ok
             else f"ledger {state}: {self.transfers} transfers checked"
         )
 
 
-def verify(snapshot: LedgerSnapshot) -> VerifyReport:
+def verify(snapshot: LedgerSnapshot, chain_key: bytes | None = None) -> VerifyReport:
+    """`chain_key`: ledger.chain_key as configured (None: not set)."""
     report = VerifyReport()
     stored = snapshot.account_balances()
-    walk = _walk_transfers(snapshot, stored, report)
+    sealing = _sealing(snapshot.chain_start(), chain_key, report)
+    walk = _walk_transfers(snapshot, stored, report, sealing)
+    if sealing.start is None and chain_key is not None and report.transfers:
+        report.violations.append(Violation(
+            "chain key", "ledger_chain",
+            "ledger.chain_key is set but no transfer is sealed with it: if the key was "
+            "only just configured, the keyed chain starts when the bot (or any other "
+            "command) next opens the database; if not, the record of where it starts was "
+            "removed by hand (restore the last backup that verifies)",
+        ))
     _check_balances(stored, walk.derived, report)
     partners = snapshot.partners()
     report.partners = len(partners)
@@ -68,6 +85,40 @@ def verify(snapshot: LedgerSnapshot) -> VerifyReport:
     _check_channels(snapshot, walk.derived, report)
     _check_outcomes(snapshot, walk, report)
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class _Sealing:
+    """How each transfer's digest is checked: plain before `start`, with `key` from it
+    on; `checkable` False when the keyed rows cannot be checked (no key, wrong key)."""
+
+    start: int | None
+    key: bytes | None
+    checkable: bool
+
+
+def _sealing(
+    start: ChainStart | None, chain_key: bytes | None, report: VerifyReport
+) -> _Sealing:
+    if start is None:
+        return _Sealing(None, None, True)
+    where = f"transfers.id={start.keyed_from}"
+    if chain_key is None:
+        report.violations.append(Violation(
+            "chain key", "ledger_chain",
+            f"transfers from {where} on are sealed with a key, but ledger.chain_key is not "
+            "configured: they cannot be checked (set ledger.chain_key and verify again)",
+        ))
+        return _Sealing(start.keyed_from, None, False)
+    if not hmac.compare_digest(start.seal, chain_start_seal(chain_key, start.keyed_from)):
+        report.violations.append(Violation(
+            "chain key", "ledger_chain",
+            f"ledger.chain_key is not the key this ledger is chained with from {where} "
+            "(or that record was edited by hand): the keyed rows cannot be checked",
+        ))
+        return _Sealing(start.keyed_from, None, False)
+    report.keyed_from = start.keyed_from
+    return _Sealing(start.keyed_from, chain_key, True)
 
 
 @dataclass(slots=True)
@@ -79,7 +130,7 @@ class _Walk:
 
 
 def _walk_transfers(
-    snapshot: LedgerSnapshot, stored: dict[str, int], report: VerifyReport
+    snapshot: LedgerSnapshot, stored: dict[str, int], report: VerifyReport, sealing: _Sealing
 ) -> _Walk:
     """One pass in id order: the chain, the shape of each row, and derived balances."""
     bad, walk = report.violations, _Walk()
@@ -98,7 +149,10 @@ def _walk_transfers(
         )
         last_id = t.id
         walk.ids[t.id] = t.key
-        if transfer_digest(previous, t.id, t) != t.digest:
+        keyed = sealing.start is not None and t.id >= sealing.start
+        if keyed and not sealing.checkable:
+            pass  # reported once above, not as every keyed row "edited by hand"
+        elif transfer_digest(previous, t.id, t, sealing.key if keyed else None) != t.digest:
             bad.append(Violation(
                 "chain", row,
                 "digest does not match this row and the one before it "

@@ -2,12 +2,15 @@
 
 Each transfer carries a digest over its own fields and the previous transfer's digest.
 Editing, deleting or reordering a row by hand breaks the chain at that row, which is how
-`partnerbot ledger verify` names the row that was tampered with.
+`partnerbot ledger verify` names the row that was tampered with. Whoever can write the file
+can also recompute every digest after an edit; with `ledger.chain_key` set, rows are
+sealed with an HMAC under that key instead, which they cannot recompute without it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from datetime import datetime
 
 from core import alerts
@@ -18,7 +21,17 @@ from core.ports import Ledger
 GENESIS = "0" * 64
 
 
-def transfer_digest(previous: str, transfer_id: int, t: NewTransfer | Transfer) -> str:
+def chain_start_seal(key: bytes, keyed_from: int) -> str:
+    # No unit separator in this text: it can never equal a transfer's preimage.
+    text = f"partnerbot ledger chain keyed from transfers.id={keyed_from}"
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def transfer_digest(
+    previous: str, transfer_id: int, t: NewTransfer | Transfer, key: bytes | None = None
+) -> str:
+    """The plain chain (SHA-256, a pinned format), or with `key` the keyed one: the same
+    preimage under HMAC-SHA256, which nobody without the key can recompute."""
     fields = (
         previous,
         str(transfer_id),
@@ -33,7 +46,10 @@ def transfer_digest(previous: str, transfer_id: int, t: NewTransfer | Transfer) 
         "" if t.order_id is None else str(t.order_id),
     )
     # The unit separator cannot occur in any field we write, so the join is unambiguous.
-    return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
+    preimage = "\x1f".join(fields).encode()
+    if key is None:
+        return hashlib.sha256(preimage).hexdigest()
+    return hmac.new(key, preimage, hashlib.sha256).hexdigest()
 
 
 def move(

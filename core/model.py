@@ -103,6 +103,10 @@ class Channel:
 
 # Accounts are named by short codes. Outside accounts are where days come from and go
 # to; their balances are the negation of everything inside, so the total is zero.
+# The largest id a row can have: SQLite integers are signed 64-bit. A number typed or
+# forged beyond it names nothing (and binding it would raise OverflowError).
+MAX_ID = 2**63 - 1
+
 PURCHASES = "ext:purchases"  # days bought with money (top-ups, invoices)
 GRANTS = "ext:grants"  # days given or taken by support
 CONSUMED = "ext:consumed"  # days used up by deleted channels
@@ -283,3 +287,13 @@ class AlertState:
     balance: int
     below: bool  # the members were told and the balance has not risen above since
     crossings: int  # downward crossings so far; numbers the alerts
+
+
+@dataclass(frozen=True, slots=True)
+class ChainStart:
+    """Where the keyed part of the chain starts: transfers from `keyed_from` on are sealed
+    with HMAC-SHA256 under `ledger.chain_key`; `seal` is that key's HMAC of this record,
+    so moving the start (claiming keyed rows are plain) also needs the key."""
+
+    keyed_from: int
+    seal: str

@@ -17,7 +17,7 @@ from core.errors import (
     PartnerNameTaken,
     PartnerNotFound,
 )
-from core.model import Invite, Member, Partner, Role
+from core.model import MAX_ID, Invite, Member, Partner, Role
 from core.names import clean_partner_name
 from core.policy import BillingPolicy
 from core.ports import Ledger
@@ -76,9 +76,11 @@ def create_partner(
 def resolve_partner(ledger: Ledger, ref: str) -> Partner:
     """PARTNER is a numeric id or an exact name (compared case-insensitively)."""
     text = ref.strip()
+    # ASCII digits only ("²" is a digit to str.isdigit but not to int), and no more than
+    # SQLite's 64-bit integers hold: a longer number cannot be an id, nor a name.
     partner = (
         ledger.get_partner(int(text))
-        if text.isdigit() and len(text) < 19
+        if text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_ID
         else ledger.find_partner_by_name(text)
     )
     if partner is None:

@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 from core.inbox import InboxUpdate
 from core.model import (
     AlertState,
+    ChainStart,
     Channel,
     CheckoutLink,
     CheckoutRequest,
@@ -220,6 +221,9 @@ class LedgerSnapshot(Protocol):
     def partners(self) -> list[Partner]: ...
     def outcomes(self) -> Iterator[tuple[str, str, str]]:
         """Every stored outcome as (key, kind, payload)."""
+        ...
+    def chain_start(self) -> ChainStart | None:
+        """Where the chain starts being sealed with ledger.chain_key (None: never)."""
         ...
 
 

@@ -301,5 +301,6 @@ class BillingService:
     ) -> list[PaymentOrder]:
         return await self.store.read(lambda lg: lg.list_orders(partner_id, statuses=statuses))
 
-    async def verify(self) -> VerifyReport:
-        return await self.store.verify(verify)
+    async def verify(self, chain_key: bytes | None = None) -> VerifyReport:
+        """Every invariant; `chain_key` (ledger.chain_key) checks the keyed chain."""
+        return await self.store.verify(lambda snapshot: verify(snapshot, chain_key))

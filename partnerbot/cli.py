@@ -120,7 +120,7 @@ async def ledger_verify(args: argparse.Namespace, svc: Services) -> int:
         for line in damage:
             out(f"  {line}")
         return 1
-    report = await svc.billing.verify()
+    report = await svc.billing.verify(chain_key=svc.settings.ledger.chain_key_bytes)
     if report.ok:
         out(report.summary())
         return 0
@@ -217,7 +217,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     handler: Handler = args.handler
     if handler is partner_add:
         check_partner_add(args, settings)
-    services = await open_services(settings)
+    services = await open_services(settings, writes=handler is not ledger_verify)
     try:
         return await handler(args, services)
     finally:

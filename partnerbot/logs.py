@@ -1,14 +1,15 @@
 """Logging set-up: one line per event, text or JSON, with secrets scrubbed.
 
 Libraries log URLs that contain the bot token (python-telegram-bot and httpx put it in
-the path), so every record passes through a filter that replaces each configured secret
-before any handler formats it.
+the path), so every record passes through a filter that replaces each configured secret,
+and every invite code, before any handler formats it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -17,6 +18,15 @@ from datetime import UTC, datetime
 
 REDACTED = "[secret]"
 _CONTEXT = ("partner_id", "user_id", "update_id", "job", "ref")
+
+# Invite codes are secrets too (whoever holds one joins a partner's account), and at
+# DEBUG python-telegram-bot logs every update and every call: the `/start CODE` a new
+# member sends and the `?start=CODE` links the bot sends. The separators cover how they
+# look in a repr or JSON (`\n`), form-encoded (`+`, `%20`) and URL-encoded (`%3D`).
+_INVITE_CODES = (
+    re.compile(r"(/start(?:@\w+)?(?:\s|\\[nrt]|\+|%20)+)[A-Za-z0-9_-]+"),
+    re.compile(r"((?:[?&]|%3[Ff]|%26)start(?:group|app|attach)?(?:=|%3[Dd]))[A-Za-z0-9_-]+"),
+)
 
 
 class RedactingFilter(logging.Filter):
@@ -28,6 +38,9 @@ class RedactingFilter(logging.Filter):
     def scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
+        if "start" in text:  # cheap test first: most records mention no invite
+            for pattern in _INVITE_CODES:
+                text = pattern.sub(rf"\1{REDACTED}", text)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -33,7 +33,10 @@ def policy_from(settings: Settings) -> BillingPolicy:
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    found = [settings.telegram.token, settings.stripe.api_key, settings.stripe.webhook_secret]
+    found = [
+        settings.telegram.token, settings.stripe.api_key, settings.stripe.webhook_secret,
+        settings.ledger.chain_key,
+    ]
     return [s.get_secret_value() for s in found if s is not None]
 
 
@@ -90,14 +93,18 @@ def payments_from(
     return service, gateway
 
 
-async def open_services(settings: Settings, bot_username: BotUsername | None = None) -> Services:
+async def open_services(
+    settings: Settings, bot_username: BotUsername | None = None, *, writes: bool = True
+) -> Services:
     """`bot_username`: asked when a payment link is made (the payer's way back to the
     bot); by default the configured `telegram.bot_username`. `partnerbot run` passes the
-    running bot's own (getMe)."""
+    running bot's own (getMe). `writes=False` (ledger verify) opens without
+    ledger.chain_key, so checking a ledger never starts its keyed chain first."""
     store = await SqliteStore.open(
         settings.database.path,
         synchronous=settings.database.synchronous,
         busy_timeout_ms=settings.database.busy_timeout_ms,
+        chain_key=settings.ledger.chain_key_bytes if writes else None,
     )
     clock = SystemClock()
     policy = policy_from(settings)

@@ -1,16 +1,19 @@
 """The Stripe webhook handler: `POST /stripe/webhook` (served by partnerbot/http.py).
 
 A webhook is verified with Stripe's own code (`WebhookSignature.verify_header`, 300 s
-tolerance) before anything is read from it; unsigned, badly signed, stale or malformed
-bodies get 400 and change nothing. Each event id is handled once: the PaymentService
-records it in the same transaction as its effect. A failure while handling answers 500,
-and nothing of the event is kept, so Stripe delivers it again later.
+tolerance) before anything is read from it, and its signed timestamp must not be more
+than the tolerance ahead either (Stripe's code checks only the past); unsigned, badly
+signed, stale, future-dated or malformed bodies get 400 and change nothing. Each event
+id is handled once: the PaymentService records it in the same transaction as its
+effect. A failure while handling answers 500, and nothing of the event is kept, so
+Stripe delivers it again later.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
@@ -98,11 +101,12 @@ class StripeWebhook:
         payload = await _read_body(request)
         if len(payload) > MAX_BODY:
             return _refuse(Refused.TOO_LARGE)
+        header = request.headers.get("Stripe-Signature")
         try:
-            stripe.WebhookSignature.verify_header(
-                payload, request.headers.get("Stripe-Signature"), self._secret, TOLERANCE
-            )
+            stripe.WebhookSignature.verify_header(payload, header, self._secret, TOLERANCE)
         except (stripe.SignatureVerificationError, UnicodeDecodeError):
+            return _refuse(Refused.BAD_SIGNATURE)
+        if not _recent(header, time.time()):
             return _refuse(Refused.BAD_SIGNATURE)
         try:
             raw = _event(payload)
@@ -142,6 +146,24 @@ class StripeWebhook:
             if refund is not None:
                 return await service.charge_refunded(event, refund)
         return await service.event_ignored(event)  # not one of ours
+
+
+def _recent(header: str | None, now: float) -> bool:
+    """The signed timestamp is within TOLERANCE of now in the future too.
+
+    stripe-python refuses only timestamps older than the tolerance; a signature dated
+    ahead would stay replayable for as long as it is ahead. The header has already been
+    verified (so a signed `t=` is there); every `t=` in it must be recent, so a header
+    that repeats it cannot show this check one timestamp and stripe's another."""
+    stamps = []
+    for item in (header or "").split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t":
+            try:
+                stamps.append(int(value))
+            except ValueError:
+                return False
+    return bool(stamps) and max(stamps) <= now + TOLERANCE
 
 
 async def _read_body(request: web.Request) -> bytes:

@@ -20,6 +20,7 @@ from core.ledger import GENESIS, transfer_digest
 from core.model import (
     EXTERNAL_ACCOUNTS,
     AlertState,
+    ChainStart,
     Channel,
     Delivery,
     Invite,
@@ -547,6 +548,9 @@ class MemorySnapshot:
 
     def partners(self) -> list[Partner]:
         return sorted(self.s.partners.values(), key=lambda p: p.id)
+
+    def chain_start(self) -> ChainStart | None:
+        return None  # the fake never seals with a key
 
     def outcomes(self) -> Iterator[tuple[str, str, str]]:
         return iter([(k, kind, payload) for k, (kind, payload) in self.s.outcomes.items()])

@@ -19,7 +19,8 @@ from typing import Any, Literal, TypeVar
 
 from core.errors import BillingError, StorageError, StoreBusy
 from core.ports import Ledger, LedgerSnapshot
-from storage import files, probe
+from storage import files, name_keys, probe
+from storage.chain import start_keyed_chain
 from storage.dbthread import DatabaseThread, transaction
 from storage.errors import translate
 from storage.health import HEALTHY, Fault, HealthMonitor, StorageHealth
@@ -55,12 +56,14 @@ class SqliteStore:
         path: Path,
         reader: sqlite3.Connection | None = None,
         busy_timeout_ms: int = 5000,
+        chain_key: bytes | None = None,
     ) -> None:
         self._thread = thread  # owns the read-write connection
         self._reader = reader  # lookups, on the thread that owns the store (the loop's)
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
         self.health = HealthMonitor()  # fed by every failing call and by probe()
+        self._chain_key = chain_key
 
     @classmethod
     async def open(
@@ -69,8 +72,11 @@ class SqliteStore:
         *,
         synchronous: Synchronous = "FULL",
         busy_timeout_ms: int = 5000,
+        chain_key: bytes | None = None,
     ) -> SqliteStore:
-        """Open (creating if needed) and migrate the database at `path`."""
+        """Open (creating if needed) and migrate the database at `path`. With
+        `chain_key` (ledger.chain_key) new transfers are sealed with it: the start of the
+        keyed chain is recorded now if it is not, and a wrong key is refused here."""
         target = Path(path)
         if not target.parent.is_dir():
             raise StorageError(f"database: directory {target.parent} does not exist")
@@ -96,12 +102,16 @@ class SqliteStore:
             applied = await thread.call(migrate)
             if applied:
                 log.info("database migrated: %s", ", ".join(applied))
+            name_keys.report(await thread.call(name_keys.rekey_names))
+            if chain_key is not None:
+                key = chain_key
+                await thread.call(lambda conn: start_keyed_chain(conn, key))
             reader = _open_reader(target, synchronous)
             files.tighten_database(target)  # -wal and -shm exist from here on
         except BaseException:
             await thread.close()
             raise
-        return cls(thread, target, reader, busy_timeout_ms)
+        return cls(thread, target, reader, busy_timeout_ms, chain_key)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
@@ -111,8 +121,9 @@ class SqliteStore:
             raise
 
     async def write(self, work: Callable[[Ledger], T]) -> T:
+        key = self._chain_key
         try:
-            return await self._thread.write(lambda conn: work(SqliteLedger(conn)))
+            return await self._thread.write(lambda conn: work(SqliteLedger(conn, key)))
         except StorageError as exc:
             self.health.saw(exc)
             raise

@@ -10,6 +10,7 @@ from datetime import datetime
 from core.ledger import GENESIS, transfer_digest
 from core.model import (
     AlertState,
+    ChainStart,
     Channel,
     Delivery,
     Invite,
@@ -25,15 +26,16 @@ from core.model import (
     partner_account,
 )
 from core.names import name_key
-from storage import rows
+from storage import chain, rows
 from storage.errors import Connection
 from storage.rows import opt_us, to_us
 from storage.sqlite_inbox import SqliteInbox
 
 
 class SqliteLedger(SqliteInbox):
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, chain_key: bytes | None = None) -> None:
         self.conn = Connection(conn)
+        self.chain_key = chain_key  # ledger.chain_key: seals transfers (storage/chain.py)
 
     def _one(self, sql: str, args: Sequence[object] = ()) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self.conn.execute(sql, args).fetchone()
@@ -194,7 +196,8 @@ class SqliteLedger(SqliteInbox):
     def add_transfer(self, transfer: NewTransfer) -> Transfer:
         last = self._one("SELECT id, digest FROM transfers ORDER BY id DESC LIMIT 1")
         transfer_id, previous = (1, GENESIS) if last is None else (last[0] + 1, last[1])
-        digest = transfer_digest(previous, transfer_id, transfer)
+        key = chain.key_for(self.conn, transfer_id, self.chain_key)
+        digest = transfer_digest(previous, transfer_id, transfer, key)
         t = transfer
         # Balances move in the AFTER INSERT trigger; the overdraft trigger backs the
         # use case's own check.
@@ -564,6 +567,9 @@ class SqliteSnapshot:
     def partners(self) -> list[Partner]:
         cur = self.conn.execute(f"SELECT {rows.PARTNER_COLS} FROM partners ORDER BY id")
         return [rows.partner(r) for r in cur]
+
+    def chain_start(self) -> ChainStart | None:
+        return chain.read_start(self.conn)
 
     def outcomes(self) -> Iterator[tuple[str, str, str]]:
         cur = self.conn.execute("SELECT key, kind, outcome FROM operations")

@@ -90,7 +90,10 @@ async def on_button(update: Update, context: Context) -> None:
         return
     try:
         cb = callbacks.parse(query.data)
-    except BadCallback:
+    except BadCallback as exc:
+        # An old button, or one a client forged: nothing the operator must act on, but
+        # visible when looking for who sends what.
+        log.info("refused button data %r: %s", (query.data or "")[:64], exc)
         await query.answer(texts.BUTTON_EXPIRED)
         return
     try:

@@ -37,6 +37,7 @@ from partnerbot.config.sections import (
     BillingSettings,
     DatabaseSettings,
     JobsSettings,
+    LedgerSettings,
     LimitsSettings,
     LoggingSettings,
     MetricsSettings,
@@ -109,6 +110,9 @@ class Settings(BaseSettings):
         default_factory=BillingSettings, description="Defaults of the billing rules."
     )
     logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
+    ledger: LedgerSettings = Field(
+        default_factory=LedgerSettings, description="The ledger's hash chain."
+    )
     backup: BackupSettings = Field(
         default_factory=BackupSettings, description="Scheduled backups."
     )

@@ -409,6 +409,35 @@ class LoggingSettings(BaseModel):
     )
 
 
+MIN_CHAIN_KEY = 16
+
+
+def _check_chain_key(value: SecretStr | None) -> SecretStr | None:
+    # Whoever guesses the key can re-chain the ledger unseen: a short one is no key.
+    if value is not None and len(value.get_secret_value()) < MIN_CHAIN_KEY:
+        raise ValueError(
+            f"must be at least {MIN_CHAIN_KEY} characters (e.g. `openssl rand -hex 32`)"
+        )
+    return value
+
+
+class LedgerSettings(BaseModel):
+    model_config = _SECTION
+
+    chain_key: Annotated[
+        SecretStr | None, BeforeValidator(_blank_to_none), AfterValidator(_check_chain_key)
+    ] = Field(
+        default=None,
+        description="Key sealing the ledger's hash chain with HMAC-SHA256 (secret). Once "
+        "set, it must stay set and unchanged.",
+    )
+
+    @property
+    def chain_key_bytes(self) -> bytes | None:
+        key = self.chain_key
+        return None if key is None else key.get_secret_value().encode()
+
+
 def _check_cron(value: str) -> str:
     from partnerbot.crontab import crontab_trigger
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from bot import callbacks, texts
 from bot.callbacks import ConfirmDelete
-from core.model import TransferKind
+from core.model import MAX_ID, TransferKind
 from tests.fakes.html_check import utf16_len
 from tests.fakes.telegram_api import BotMessage, FakeUser
 from tests.integration.bot_harness import Account, BotHarness, bot_harness
@@ -333,10 +333,12 @@ async def test_partners_pages_for_support(h: BotHarness) -> None:
 
 
 def test_callback_data_of_the_largest_ids_fits_64_bytes() -> None:
-    big = 10**19 - 1  # the parser accepts up to 19 digits per field
-    data = callbacks.encode(ConfirmDelete(big, big, big))
+    big = MAX_ID  # SQLite's largest integer: 19 digits, the most a field takes
+    until = callbacks.stamp(datetime.max.replace(tzinfo=UTC))
+    data = callbacks.encode(ConfirmDelete(big, big, until))
     assert len(data.encode()) <= 64
-    assert callbacks.parse(data) == ConfirmDelete(big, big, big)
+    assert callbacks.parse(data) == ConfirmDelete(big, big, until)
+    assert len(callbacks.encode(ConfirmDelete(big, big, big)).encode()) <= 64
 
 
 async def test_history_with_the_longest_reasons_stays_within_limits(h: BotHarness) -> None:

@@ -72,6 +72,9 @@ class Snapshot:
     def outcomes(self) -> Iterator[tuple[str, str, str]]:
         return iter(())
 
+    def chain_start(self) -> None:
+        return None  # a plain chain (the keyed one: tests/faults/test_chain_key.py)
+
 
 def partner(pid: int) -> Partner:
     return Partner(pid, f"Partner {pid}", "usd", 1000, 10, 1, T0)

@@ -50,6 +50,7 @@ DEFAULTS: list[tuple[str, object]] = [
     ("billing.invite_ttl_hours", 72),
     ("logging.level", "INFO"),
     ("logging.format", "text"),
+    ("ledger.chain_key", None),
     ("jobs.invoices", "15 6 * * *"),
     ("jobs.reminders", "0 10 * * *"),
     ("jobs.alerts", "*/15 * * * *"),
