@@ -1,5 +1,4 @@
-"""The Bot API client bounds its calls in flight and reuses every connection it opens
-(bot/api_request.py)."""
+"""The Bot API client keeps few idle connections after a burst (bot/api_request.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from telegram.error import TimedOut
 
-from bot.api_request import CONNECTIONS, BotApiRequest
+from bot.api_request import KEEPALIVE, bot_api_request
 
-BURST = 3 * CONNECTIONS
+BURST = 3 * KEEPALIVE
 
 
 @pytest.fixture
@@ -38,42 +36,20 @@ async def server() -> AsyncIterator[tuple[str, list[int]]]:
     await runner.cleanup()
 
 
-async def test_a_burst_wider_than_the_bound_opens_only_the_bound_and_reuses_it(
+async def test_after_a_burst_at_most_keepalive_connections_are_reused(
     server: tuple[str, list[int]],
 ) -> None:
     url, ports = server
-    # A long keep-alive expiry: a loaded machine must not let connections expire between
-    # the bursts, which would open new ones for a reason other than the one tested.
-    request = BotApiRequest(keepalive_expiry=120.0)
+    request = bot_api_request()
     await request.initialize()
     try:
         await asyncio.gather(*(request.do_request(f"{url}/getMe", "POST") for _ in range(BURST)))
         first = set(ports)
-        assert len(ports) == BURST  # every call was answered
-        assert len(first) == CONNECTIONS  # never more connections than the bound
+        assert len(first) == BURST  # the burst did open a connection per request
         ports.clear()
         await asyncio.gather(*(request.do_request(f"{url}/getMe", "POST") for _ in range(BURST)))
-        second = set(ports)
+        reused = first & set(ports)
     finally:
         await request.shutdown()
-    # httpcore alone would have closed idle connections mid-burst and opened new ones.
-    assert second == first
-
-
-async def test_a_call_that_waits_too_long_for_a_slot_is_not_sent(
-    server: tuple[str, list[int]],
-) -> None:
-    url, ports = server
-    request = BotApiRequest(connections=1, slot_timeout=0.01)
-    await request.initialize()
-    try:
-        outcomes = await asyncio.gather(
-            request.do_request(f"{url}/getMe", "POST"),
-            request.do_request(f"{url}/getMe", "POST"),
-            return_exceptions=True,
-        )
-    finally:
-        await request.shutdown()
-    assert outcomes[0] == (200, b'{"ok": true, "result": true}')
-    assert isinstance(outcomes[1], TimedOut)
-    assert len(ports) == 1  # the second call never reached the server
+    # httpx's default would keep 20 open; the rest were closed once idle.
+    assert 0 < len(reused) <= KEEPALIVE
