@@ -12,7 +12,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application
 
-from bot.api_request import CONNECTIONS as BOT_API_CONNECTIONS
+from bot.api_request import MAX_CONNECTIONS as BOT_API_CONNECTIONS
 from bot.app import ALLOWED_UPDATES, build_application, start_up
 from bot.limits import FloodLimits
 from bot.outbox import Dispatcher

@@ -226,7 +226,7 @@ async def test_slow_clients_cannot_take_the_bot_down(tmp_path: Path) -> None:
 async def test_a_cap_that_does_not_fit_the_open_file_limit_stops_start_up(
     tmp_path: Path,
 ) -> None:
-    """256 connections and the bot's own ~80 descriptors do not fit in 256: start-up
+    """256 connections and the bot's own ~320 descriptors do not fit in 256: start-up
     says so in one line instead of running into EMFILE under attack."""
     proc = await asyncio.create_subprocess_exec(
         *with_open_files(256, [*console_script(), "run"]),
