@@ -7,7 +7,8 @@ Two processes, as bench/e2e.py: the load process (bench/flood_load.py, on e2e_lo
 LoadServer) runs the loopback Bot API server, the victim and the flooder; the bot process runs
 bot.app.build_application exactly as `partnerbot run` builds it (AIORateLimiter with its
 30 messages/s budget, the default flood limits of [limits]) over BillingService and
-SqliteStore on a real file at synchronous=FULL, and polls that server over HTTP.
+SqliteStore on a real file at synchronous=FULL, and polls that server over HTTP with the
+runner's bot.poller.DurablePoller (each batch recorded in the inbox before it is confirmed).
 
 The victim is the owner of one partner and sends /balance, one at a time (the next once the
 answer is in). Phases, in one run, one after the other: the bot idle but for the victim;
@@ -42,6 +43,7 @@ from flood_load import FloodPhase, FloodResult, load_process  # noqa: E402
 
 from bot.app import ALLOWED_UPDATES, build_application, start_up  # noqa: E402
 from bot.limits import FloodLimits  # noqa: E402
+from bot.poller import DurablePoller  # noqa: E402
 from core.policy import BillingPolicy  # noqa: E402
 from core.service import BillingService  # noqa: E402
 from storage.sqlite import SqliteStore  # noqa: E402
@@ -96,8 +98,9 @@ async def bench(args: argparse.Namespace, workdir: Path) -> tuple[list[FloodResu
             await app.initialize()
             await start_up(app)
             await app.start()
-            assert app.updater is not None
-            await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+            # As the runner polls: each batch recorded in the inbox before it is confirmed.
+            poller = DurablePoller(app, store, SystemClock(), allowed_updates=ALLOWED_UPDATES)
+            await poller.start()
             results: list[FloodResult] = []
             try:
                 for phase in phases(args, victims):
@@ -105,8 +108,9 @@ async def bench(args: argparse.Namespace, workdir: Path) -> tuple[list[FloodResu
                         print(f"[{time.strftime('%H:%M:%S')}] {phase.name}", file=sys.stderr)
                     results.append(await load.call("phase", phase))
             finally:
-                await app.updater.stop()
+                await poller.stop()
                 await app.stop()
+                await poller.close()
                 await app.shutdown()
             problems = list(await load.call("errors"))
         finally:

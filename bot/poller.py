@@ -21,6 +21,9 @@ Errors as python-telegram-bot's polling loop treats them: network errors and a f
 store are retried with backoff (the offset is not confirmed meanwhile, so Telegram keeps
 the updates); RetryAfter is honoured; a refused token stops polling at once, a Conflict
 (another process polls the same token) once it persists, each with an error line.
+A store that keeps failing for another reason than a
+lock (disk full, read-only) stops holding the chat up after UNRECORDED_AFTER attempts: the
+batch is then handled unrecorded, and members get the apology those commands earn.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from telegram import Update
 from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application
 
-from core.errors import StorageError
+from core.errors import StorageError, StoreBusy
 from core.inbox import InboxUpdate
 from core.ports import Clock, Ledger, Store
 
@@ -49,6 +52,13 @@ MAX_BACKOFF = 30.0  # s between attempts while Telegram or the store fails
 CONFLICTS_TO_STOP = 3  # consecutive 409s: another process really polls this token
 KEEP_HANDLED = timedelta(days=1)  # Telegram keeps an unconfirmed update for 24 hours
 PRUNE_EVERY = 3600.0  # s between two prunes of the inbox
+# Failed attempts to record a batch (about 5 s of backoff) after which a store that fails
+# for a reason other than a passing lock (disk full, read-only, corrupt) no longer holds
+# the chat up: the batch is handled without being recorded. Those updates would fail on
+# the same store anyway, so members get the apology with its reference (logged once per
+# update) instead of silence until the disk is fixed; only a crash during that spell can
+# lose an update, one that could not have been carried out.
+UNRECORDED_AFTER = 4
 
 
 def _backoff(current: float) -> float:
@@ -84,6 +94,7 @@ class DurablePoller:
         self._marking: set[asyncio.Task[None]] = set()
         self._mark_failed = False
         self._next_prune = 0.0
+        self._record_failures = 0  # consecutive batches the store refused to record
 
     @property
     def running(self) -> bool:
@@ -153,7 +164,7 @@ class DurablePoller:
                 finally:
                     self._fetching = False
                 if updates:
-                    await self._accept(updates)
+                    await self._accept_or_degrade(updates)
                 pause, conflicts = 0.0, 0
                 continue
             except InvalidToken:
@@ -194,6 +205,26 @@ class DurablePoller:
                     await asyncio.sleep(pause)
                 finally:
                     self._fetching = False
+
+    async def _accept_or_degrade(self, updates: Sequence[Update]) -> None:
+        try:
+            await self._accept(updates)
+        except StorageError as exc:
+            self._record_failures += 1
+            if isinstance(exc, StoreBusy) or self._record_failures < UNRECORDED_AFTER:
+                raise  # retried with backoff: a lock passes, and so may a short fault
+            if self._record_failures == UNRECORDED_AFTER:
+                log.warning(
+                    "the inbox cannot be written (%s): handling updates without recording"
+                    " them until it can; commands that write fail with an apology", exc,
+                )
+            self._offset = updates[-1].update_id + 1
+            for update in updates:
+                self._hand(update, recorded=False)
+            return
+        if self._record_failures >= UNRECORDED_AFTER:
+            log.warning("the inbox is written again: updates are recorded before confirmed")
+        self._record_failures = 0
 
     def _fail(self, reason: str) -> None:
         self.failure = reason
@@ -237,18 +268,21 @@ class DurablePoller:
 
     # -- handing over and marking ------------------------------------------------------------
 
-    def _hand(self, update: Update) -> None:
+    def _hand(self, update: Update, *, recorded: bool = True) -> None:
         # A task per update, as the Application's own fetcher makes for concurrent updates,
         # through the same update processor (per-user order); `app.stop()` awaits it.
-        self.app.create_task(self._process(update), update=update, name="partnerbot:update")
+        self.app.create_task(
+            self._process(update, recorded), update=update, name="partnerbot:update"
+        )
 
-    async def _process(self, update: Update) -> None:
+    async def _process(self, update: Update, recorded: bool) -> None:
         try:
             await self.app.update_processor.process_update(
                 update, self.app.process_update(update)
             )
         finally:
-            self._done(update.update_id)
+            if recorded:  # an update handled unrecorded has no inbox row to mark
+                self._done(update.update_id)
 
     def _done(self, update_id: int) -> None:
         self._handled.append(update_id)

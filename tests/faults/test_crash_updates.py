@@ -45,6 +45,15 @@ async def say(tg: FakeTelegram, user: FakeUser, text: str, token: str) -> BotMes
     return next(m for m in user.replies[seen:] if token in m.text)
 
 
+class Unlimited(Process):
+    """The bot as test_kill_restart runs it, with the members' flood allowance at its
+    largest: three members sending 100 commands each at once is the crash this test needs,
+    not a flood (tests/faults/test_flood.py covers those limits)."""
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "PARTNERBOT_LIMITS__MEMBER_PER_MINUTE": "6000"}
+
+
 def start_code(message: BotMessage) -> str:
     found = re.search(r"\?start=([A-Za-z0-9_-]+)", message.text)
     assert found, message.text
@@ -76,7 +85,7 @@ def answered(members: list[FakeUser]) -> Counter[int]:
 
 async def test_sigkill_with_updates_in_hand_loses_none(tmp_path: Path) -> None:
     async with FakeTelegram() as tg, FakeStripe() as stripe:
-        bot = Process(tmp_path, tg, stripe)
+        bot = Unlimited(tmp_path, tg, stripe)
         support = tg.user(SUPPORT, "Sam")
         members = [tg.user(OWNER, "Olga"), tg.user(MATE_1, "Mia"), tg.user(MATE_2, "Max")]
         try:

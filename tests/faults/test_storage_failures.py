@@ -65,13 +65,16 @@ class Running:
     services: Services
     runtime: Runtime
     url: str
+    metrics_url: str
 
     @property
     def store(self) -> SqliteStore:
         return self.services.store
 
     async def get(self, path: str) -> tuple[int, str]:
-        async with aiohttp.ClientSession() as s, s.get(self.url + path) as r:
+        # /metrics has its own listener (metrics.port); everything else is public.
+        base = self.metrics_url if path == "/metrics" else self.url
+        async with aiohttp.ClientSession() as s, s.get(base + path) as r:
             return r.status, await r.text()
 
     async def health(self, status: int) -> dict[str, Any]:
@@ -101,14 +104,15 @@ async def ask(user: FakeUser, text: str) -> BotMessage:
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path, db: Path) -> AsyncIterator[Running]:
     async with FakeTelegram() as tg:
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
         config = tmp_path / "config.toml"
         config.write_text(
             f'[telegram]\ntoken = "{tg.token}"\napi_base_url = "{tg.base_url}"\n'
             f"[access]\nsupport_user_ids = [{SUPPORT}]\n"
             f'[database]\npath = "{db}"\nsynchronous = "NORMAL"\n'
             f"health_probe_seconds = {PROBE_SECONDS}\n"
-            f'[server]\nport = {port}\n[backup]\ndirectory = "{tmp_path / "backups"}"\n',
+            f'[server]\nport = {port}\n[metrics]\nport = {metrics_port}\n'
+            f'[backup]\ndirectory = "{tmp_path / "backups"}"\n',
             encoding="utf-8",
         )
         settings = load_settings(config, environ={})
@@ -117,7 +121,10 @@ async def running(tmp_path: Path, db: Path) -> AsyncIterator[Running]:
             runtime = Runtime(settings, services)
             await runtime.start()
             try:
-                yield Running(tg, services, runtime, f"http://127.0.0.1:{port}")
+                yield Running(
+                    tg, services, runtime, f"http://127.0.0.1:{port}",
+                    f"http://127.0.0.1:{metrics_port}",
+                )
             finally:
                 await runtime.stop()
         finally:

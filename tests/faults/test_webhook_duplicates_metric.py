@@ -60,7 +60,7 @@ async def test_three_credits_delivered_twice_count_three_credited_three_duplicat
         for _ in events:
             assert "days credited" in (await owner.wait_reply(10)).text
 
-        status, page = await bot.get("/metrics")
+        status, page = await bot.get("/metrics", bot.metrics)  # its own listener
         assert status == 200
         webhooks = "partnerbot_webhooks_total"
         assert counter(page, webhooks, result="credited") == 3
