@@ -96,7 +96,13 @@ from telegram.ext import (  # noqa: E402
 
 import bot.app  # noqa: E402
 from bot.api_request import bot_api_request  # noqa: E402
-from bot.app import ALLOWED_UPDATES, COMMAND_HANDLERS, build_application, start_up  # noqa: E402
+from bot.app import (  # noqa: E402
+    ALLOWED_UPDATES,
+    COMMAND_HANDLERS,
+    build_application,
+    deps_of_app,
+    start_up,
+)
 from bot.limits import FloodLimits  # noqa: E402
 from bot.poller import DurablePoller  # noqa: E402
 from core.policy import BillingPolicy  # noqa: E402
@@ -347,7 +353,10 @@ async def bench(args: argparse.Namespace, workdir: Path) -> tuple[list[Side], li
             await load.call("users", ids)
             trace(f"{len(ids)} users linked to {len(ids) // MEMBERS} partners")
             ours = build_ours(base_url, billing, args.production_limiter)
-            poller = DurablePoller(ours, store, SystemClock(), allowed_updates=ALLOWED_UPDATES)
+            poller = DurablePoller(
+                ours, store, SystemClock(), allowed_updates=ALLOWED_UPDATES,
+                raw=deps_of_app(ours).raw_updates,
+            )
             sides = [
                 Side("ours", ours, poller),
                 Side("bare", build_bare(base_url, args.production_limiter), None),

@@ -41,7 +41,7 @@ from e2e import production_logging, table  # noqa: E402  (bench/ is the script's
 from e2e_load import TOKEN, Load  # noqa: E402
 from flood_load import FloodPhase, FloodResult, load_process  # noqa: E402
 
-from bot.app import ALLOWED_UPDATES, build_application, start_up  # noqa: E402
+from bot.app import ALLOWED_UPDATES, build_application, deps_of_app, start_up  # noqa: E402
 from bot.limits import FloodLimits  # noqa: E402
 from bot.poller import DurablePoller  # noqa: E402
 from core.policy import BillingPolicy  # noqa: E402
@@ -99,7 +99,10 @@ async def bench(args: argparse.Namespace, workdir: Path) -> tuple[list[FloodResu
             await start_up(app)
             await app.start()
             # As the runner polls: each batch recorded in the inbox before it is confirmed.
-            poller = DurablePoller(app, store, SystemClock(), allowed_updates=ALLOWED_UPDATES)
+            poller = DurablePoller(
+                app, store, SystemClock(), allowed_updates=ALLOWED_UPDATES,
+                raw=deps_of_app(app).raw_updates,
+            )
             await poller.start()
             results: list[FloodResult] = []
             try:

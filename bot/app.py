@@ -24,7 +24,7 @@ from telegram.ext import (
 from bot import menus
 from bot.api_request import bot_api_request
 from bot.deps import BotDeps, count_no_error, count_no_update, deps_of, install
-from bot.gate import FloodGate, UpdatesRequest
+from bot.gate import FloodGate, RawUpdates, UpdatesRequest
 from bot.handlers import buttons, common, errors, partner, payments, support
 from bot.limits import FloodLimiter, FloodLimits
 from bot.ordering import MAX_QUEUED_PER_USER, PerUserOrder
@@ -108,6 +108,7 @@ def build_application(
     limits = limits or FloodLimits()
     flood = FloodLimiter(billing.clock, limits)
     gate = FloodGate(flood, support_ids, on_update)
+    raw = RawUpdates()
     order = PerUserOrder(
         gate=gate,
         max_queued_per_user=max(
@@ -122,7 +123,7 @@ def build_application(
         .base_file_url(file_base_url(api_base_url))
         .request(bot_api_request())
         # As the builder's own (one connection), and a flood is dropped before it is parsed.
-        .get_updates_request(UpdatesRequest(gate, connection_pool_size=1))
+        .get_updates_request(UpdatesRequest(gate, raw, connection_pool_size=1))
         .defaults(defaults)
         .rate_limiter(AIORateLimiter(max_retries=3))
         .concurrent_updates(order)
@@ -130,7 +131,7 @@ def build_application(
     )
     install(app.bot_data, BotDeps(
         billing=billing, support_ids=support_ids, tz=tz, bot=app.bot, payments=payments,
-        on_update=on_update, on_error=on_error, flood=flood,
+        on_update=on_update, on_error=on_error, flood=flood, raw_updates=raw,
     ))
     register(app)
     return app

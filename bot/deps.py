@@ -10,6 +10,7 @@ from typing import Any
 from telegram import Bot
 from telegram.ext import ContextTypes
 
+from bot.gate import RawUpdates
 from bot.limits import FloodLimiter
 from core.payments import PaymentService
 from core.service import BillingService
@@ -41,6 +42,8 @@ class BotDeps:
     on_error: Callable[[], None] = count_no_error
     # The flood limits; handlers tell it who a user is once they have read it.
     flood: FloodLimiter | None = None
+    # The last getUpdates answer as received, for the poller's inbox (bot/gate.py).
+    raw_updates: RawUpdates | None = None
 
     def invite_link(self, code: str) -> str:
         return f"https://t.me/{self.bot.username}?start={code}"

@@ -15,6 +15,7 @@ told, and the log says so, once a minute at most.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -143,6 +144,30 @@ class FloodGate:
             log.warning("flood: could not send the too-many answer: %s", exc)
 
 
+class RawUpdates:
+    """The updates of the last getUpdates answer as Telegram sent them, by update id.
+
+    The poller records each update in the inbox before it confirms it: the text Telegram
+    sent, dumped from the decoded answer (C code, a few µs), costs far less than turning
+    python-telegram-bot's objects back into JSON (`Update.to_json` walks every attribute:
+    the largest cost the inbox added per update in bench/e2e.py)."""
+
+    def __init__(self) -> None:
+        self.latest: dict[int, str] = {}
+
+    def keep(self, result: list[Any]) -> None:
+        self.latest = {
+            raw["update_id"]: json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+            for raw in result
+            if isinstance(raw, dict) and isinstance(raw.get("update_id"), int)
+        }
+
+    def payload(self, update: Update) -> str:
+        """The update as received when it came in the last answer, else re-encoded."""
+        text = self.latest.get(update.update_id)
+        return text if text is not None else update.to_json()
+
+
 class UpdatesRequest(HTTPXRequest):
     """The HTTP client of getUpdates (ApplicationBuilder.get_updates_request; the bot makes
     no other call with it): the updates of each answer pass the flood gate before
@@ -150,9 +175,10 @@ class UpdatesRequest(HTTPXRequest):
     python-telegram-bot confirms the batch by its id (the gate decides on it in
     PerUserOrder instead)."""
 
-    def __init__(self, gate: FloodGate, **kwargs: Any) -> None:
+    def __init__(self, gate: FloodGate, raw: RawUpdates | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gate = gate
+        self.raw = raw
 
     def parse_json_payload(self, payload: bytes) -> dict[str, Any]:  # type: ignore[override]
         # BaseRequest documents this as the hook to customize decoding; a static method
@@ -163,4 +189,6 @@ class UpdatesRequest(HTTPXRequest):
             *batch, last = result
             kept = [raw for raw in batch if not isinstance(raw, dict) or self.gate.keep_raw(raw)]
             answer["result"] = [*kept, last]
+        if self.raw is not None and answer.get("ok") is True and isinstance(result, list):
+            self.raw.keep(answer["result"])
         return answer

@@ -39,6 +39,7 @@ from telegram import Update
 from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError, TimedOut
 from telegram.ext import Application
 
+from bot.gate import RawUpdates
 from core.errors import StorageError, StoreBusy
 from core.inbox import InboxUpdate
 from core.ports import Clock, Ledger, Store
@@ -80,6 +81,7 @@ class DurablePoller:
         *,
         allowed_updates: Sequence[str],
         timeout: int = POLL_TIMEOUT,
+        raw: RawUpdates | None = None,
     ) -> None:
         self.app, self.store, self.clock = app, store, clock
         self.allowed_updates = list(allowed_updates)
@@ -95,6 +97,8 @@ class DurablePoller:
         self._mark_failed = False
         self._next_prune = 0.0
         self._record_failures = 0  # consecutive batches the store refused to record
+        # The updates as Telegram sent them, kept by the getUpdates client (bot/gate.py).
+        self._raw = raw
 
     @property
     def running(self) -> bool:
@@ -233,7 +237,11 @@ class DurablePoller:
     async def _accept(self, updates: Sequence[Update]) -> None:
         """Record the batch (with the marks in hand), then hand over what is new."""
         now = self.clock.now()
-        batch = [InboxUpdate(u.update_id, u.to_json(), now) for u in updates]
+        raw = self._raw
+        batch = [
+            InboxUpdate(u.update_id, raw.payload(u) if raw else u.to_json(), now)
+            for u in updates
+        ]
         marks, self._handled = self._handled, []
         prune = self._prune_limit(now)
 

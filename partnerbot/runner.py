@@ -13,7 +13,7 @@ from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application
 
 from bot.api_request import MAX_CONNECTIONS as BOT_API_CONNECTIONS
-from bot.app import ALLOWED_UPDATES, build_application, start_up
+from bot.app import ALLOWED_UPDATES, build_application, deps_of_app, start_up
 from bot.limits import FloodLimits
 from bot.outbox import Dispatcher
 from bot.poller import DurablePoller
@@ -148,7 +148,8 @@ class Runtime:
         # Not the Updater's start_polling: it confirms updates to Telegram while they still
         # wait in memory. This one records them in the database first (bot/poller.py).
         self.poller = DurablePoller(
-            self.app, services.store, services.clock, allowed_updates=ALLOWED_UPDATES
+            self.app, services.store, services.clock, allowed_updates=ALLOWED_UPDATES,
+            raw=deps_of_app(self.app).raw_updates,
         )
         self.server = http_server(settings, services, self.app, self.poller, metrics)
         self.metrics_server = metrics_server(settings, services, metrics)
