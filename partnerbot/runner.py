@@ -122,6 +122,16 @@ def check_file_limit(settings: Settings) -> None:
         )
 
 
+async def listen(server: HttpServer, key: str) -> None:
+    """Start one listener; a port that cannot be had stops start-up naming its key."""
+    try:
+        await server.start()
+    except OSError as exc:
+        raise StartupError(
+            f"{key}: cannot listen on {server.host}:{server.port} ({exc.strerror})"
+        ) from exc
+
+
 class Runtime:
     """Everything `run` starts, started in order and stopped in reverse."""
 
@@ -177,21 +187,9 @@ class Runtime:
                 f"telegram.api_base_url: cannot reach the Bot API ({exc.message})"
             ) from exc
         await start_up(self.app)
-        s = self.settings.server
-        try:
-            await self.server.start()
-        except OSError as exc:
-            raise StartupError(
-                f"server.port: cannot listen on {s.host}:{s.port} ({exc.strerror})"
-            ) from exc
+        await listen(self.server, "server.port")
         if self.metrics_server is not None:
-            m = self.settings.metrics
-            try:
-                await self.metrics_server.start()
-            except OSError as exc:
-                raise StartupError(
-                    f"metrics.port: cannot listen on {m.host}:{m.port} ({exc.strerror})"
-                ) from exc
+            await listen(self.metrics_server, "metrics.port")
         await self.app.start()
         await self.poller.start()
         self.dispatcher.start()

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -78,3 +79,16 @@ def store(request: pytest.FixtureRequest) -> Store:
 @pytest.fixture
 def billing(store: Store, clock: FakeClock, policy: BillingPolicy) -> BillingService:
     return BillingService(store, clock, policy)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For tests that run logs.setup or cli.main, which replace the root logger's handlers
+    (pytest's own included) and levels: put them back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    httpx_level = logging.getLogger("httpx").level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.getLogger("httpx").setLevel(httpx_level)

@@ -13,10 +13,8 @@ triggers, change a row, recompute the digests.
 
 from __future__ import annotations
 
-import logging
 import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -182,17 +180,6 @@ async def test_writing_with_a_wrong_or_missing_key_is_refused(tmp_path: Path) ->
         await book(db, None, grants=1)
     assert (await verify(db, KEY)).ok  # nothing was written with the wrong key
 
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """cli.main sets up logging (root handlers and levels): put pytest's back after."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    httpx_level = logging.getLogger("httpx").level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.getLogger("httpx").setLevel(httpx_level)
 
 
 def test_ledger_verify_on_the_command_line(

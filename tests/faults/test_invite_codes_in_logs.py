@@ -12,25 +12,12 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from partnerbot import logs
 from tests.integration.bot_harness import INVITE_LINK, bot_harness
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """logs.setup replaces the root handlers (pytest's own included): put them back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    httpx_level = logging.getLogger("httpx").level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.getLogger("httpx").setLevel(httpx_level)
 
 
 def capture(fmt: str, secrets: list[str]) -> io.StringIO:
