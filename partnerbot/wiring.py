@@ -34,8 +34,8 @@ def policy_from(settings: Settings) -> BillingPolicy:
 
 def secrets_of(settings: Settings) -> list[str]:
     found = [
-        settings.telegram.token, settings.stripe.api_key, settings.stripe.webhook_secret,
-        settings.ledger.chain_key,
+        settings.telegram.token, settings.telegram.webhook_secret, settings.database.url,
+        settings.stripe.api_key, settings.stripe.webhook_secret, settings.ledger.chain_key,
     ]
     return [s.get_secret_value() for s in found if s is not None]
 

@@ -35,6 +35,7 @@ from partnerbot.config.sections import (
     AccessSettings,
     BackupSettings,
     BillingSettings,
+    ClusterSettings,
     DatabaseSettings,
     JobsSettings,
     LedgerSettings,
@@ -97,7 +98,7 @@ class Settings(BaseSettings):
         default_factory=AccessSettings, description="Who may use support commands."
     )
     database: DatabaseSettings = Field(
-        default_factory=DatabaseSettings, description="SQLite storage."
+        default_factory=DatabaseSettings, description="Storage: SQLite, or PostgreSQL."
     )
     stripe: StripeSettings = Field(default_factory=StripeSettings, description="Stripe payments.")
     server: ServerSettings = Field(
@@ -115,6 +116,9 @@ class Settings(BaseSettings):
     )
     backup: BackupSettings = Field(
         default_factory=BackupSettings, description="Scheduled backups."
+    )
+    cluster: ClusterSettings = Field(
+        default_factory=ClusterSettings, description="Several instances on one PostgreSQL."
     )
     jobs: JobsSettings = Field(
         default_factory=JobsSettings, description="Schedules of the scheduled jobs."

@@ -29,6 +29,8 @@ from pydantic_settings import NoDecode
 from core.errors import InvalidInput
 from core.money import check_currency
 
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
 # --------------------------------------------------------------------------- validators
 
 
@@ -107,6 +109,21 @@ class TelegramSettings(BaseModel):
         default="UTC",
         description="IANA time zone for dates shown to users and for scheduled jobs.",
     )
+    mode: Annotated[Literal["polling", "webhook"], BeforeValidator(_lower)] = Field(
+        default="polling",
+        description="How updates arrive: polling (getUpdates, one instance) or webhook "
+        "(Telegram posts them to POST /telegram/webhook; several instances may share it).",
+    )
+    webhook_url: Annotated[str | None, BeforeValidator(_blank_to_none)] = Field(
+        default=None,
+        description="Public HTTPS URL Telegram posts updates to, e.g. "
+        "https://bot.example.com/telegram/webhook (webhook mode).",
+    )
+    webhook_secret: Annotated[SecretStr | None, BeforeValidator(_blank_to_none)] = Field(
+        default=None,
+        description="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token with every "
+        "update: 1-256 characters of A-Z a-z 0-9 _ - (secret). Required in webhook mode.",
+    )
 
     @field_validator("api_base_url")
     @classmethod
@@ -122,6 +139,23 @@ class TelegramSettings(BaseModel):
         if not _USERNAME.fullmatch(name):
             raise ValueError("must be a Telegram username: 5-32 letters, digits or _")
         return name
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = _check_http_url(value.strip())
+        if not url.startswith("https://"):
+            raise ValueError("must be an https:// URL (Telegram posts only to HTTPS)")
+        return url
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _WEBHOOK_SECRET.fullmatch(value.get_secret_value()):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -186,6 +220,11 @@ class DatabaseSettings(BaseModel):
         gt=0,
         description="How long a connection waits for a lock before failing, in ms.",
     )
+    url: Annotated[SecretStr | None, BeforeValidator(_blank_to_none)] = Field(
+        default=None,
+        description="postgresql://user:password@host:port/database: PostgreSQL instead of "
+        "the SQLite file at database.path (secret: it may hold a password).",
+    )
     health_probe_seconds: StrictishFloat = Field(
         default=15.0,
         gt=0,
@@ -193,6 +232,19 @@ class DatabaseSettings(BaseModel):
         description="Seconds between storage health probes (free space, a heartbeat write; "
         "PRAGMA quick_check every third probe) behind /healthz.",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError(
+                "must be a PostgreSQL URL: postgresql://user:password@host:port/database"
+            )
+        return SecretStr(text)
 
     @field_validator("path", mode="before")
     @classmethod
@@ -490,3 +542,14 @@ class BackupSettings(BaseModel):
         default=14, ge=1, le=3650, description="Scheduled backups older than this are removed."
     )
 
+
+class ClusterSettings(BaseModel):
+    model_config = _SECTION
+
+    failover_seconds: StrictishFloat = Field(
+        default=10.0,
+        ge=3,
+        le=600,
+        description="Several instances on one PostgreSQL database: a standby takes over the "
+        "scheduled jobs and the notice outbox within this many seconds of the leader's end.",
+    )
