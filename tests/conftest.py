@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from core.ports import Store
 from core.service import BillingService
 from storage.memory import MemoryStore
 from storage.sqlite import SqliteStore
+from tests.pg_server import PgServer, PgUnavailable
 
 # A Monday in the middle of a month, well away from month ends and DST changes.
 START = datetime(2030, 1, 14, 9, 30, tzinfo=UTC)
@@ -67,6 +69,33 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
         yield store
     finally:
         await store.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One throwaway PostgreSQL server for the whole run (tests/pg_server.py). Where
+    there is none, its tests are skipped with one line saying how to run them, except
+    under CI (`CI` set), where a missing server fails them: CI must run them."""
+    try:
+        server = PgServer.from_environment()
+    except PgUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {exc}")
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """The URL of a new empty database on the test server, dropped after the test."""
+    url = pg_server.create_database()
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(url)
 
 
 @pytest.fixture(params=["memory", "sqlite"])
