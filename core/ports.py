@@ -198,12 +198,42 @@ class Ledger(Protocol):
         """Record the updates not recorded before; the ids of those newly recorded (a
         redelivered update is recorded, and so handled, once)."""
         ...
-    def mark_updates_handled(self, update_ids: Sequence[int], at: datetime) -> None: ...
+    def mark_updates_handled(self, update_ids: Sequence[int], at: datetime) -> None:
+        """Mark them handled (the first time counts) and release their claims."""
+        ...
     def pending_updates(self) -> list[InboxUpdate]:
         """Updates recorded and not yet handled, in update-id order."""
         ...
     def prune_updates(self, handled_before: datetime) -> int:
         """Forget the updates handled before that instant; how many were forgotten."""
+        ...
+    # claims on the inbox (webhook mode, bot/claims.py): the store decides which instance
+    # handles which update; every claim step runs in a serialized write transaction.
+    def claim_next_update(
+        self, sender: int, instance: str, now: datetime, until: datetime
+    ) -> InboxUpdate | None:
+        """Claim the sender's earliest unhandled update for `instance` until `until`; None
+        when the sender has none, or when one of its updates holds a live claim (its
+        holder drains the sender's queue: marking handled and claiming the next go in
+        one transaction)."""
+        ...
+    def claim_update(
+        self, update_id: int, instance: str, now: datetime, until: datetime
+    ) -> InboxUpdate | None:
+        """Claim one update (one without a sender) unless handled or claimed live."""
+        ...
+    def claim_orphans(
+        self, instance: str, now: datetime, until: datetime, limit: int
+    ) -> list[InboxUpdate]:
+        """The sweep: claim the earliest unhandled update of every sender without a live
+        claim, and every unhandled update without a sender nor a live claim (at most
+        `limit`, in update-id order)."""
+        ...
+    def renew_claims(self, instance: str, until: datetime) -> int:
+        """Extend the live claims `instance` holds on unhandled updates; how many."""
+        ...
+    def release_claims(self, instance: str) -> int:
+        """Drop the claims `instance` holds on unhandled updates (a graceful stop)."""
         ...
 
 

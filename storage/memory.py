@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import TypeVar
 
 from core.errors import StorageError
-from core.inbox import InboxUpdate
 from core.ledger import GENESIS, transfer_digest
 from core.model import (
     EXTERNAL_ACCOUNTS,
@@ -40,6 +39,7 @@ from core.model import (
 )
 from core.names import name_key
 from core.ports import Ledger, LedgerSnapshot
+from storage.memory_inbox import InboxRow, MemoryInbox
 
 T = TypeVar("T")
 
@@ -78,14 +78,16 @@ class _State:
     job_runs: dict[int, tuple[str, datetime, datetime | None, bool | None, str]] = field(
         default_factory=dict
     )
-    inbox: dict[int, tuple[InboxUpdate, datetime | None]] = field(default_factory=dict)
+    inbox: dict[int, InboxRow] = field(default_factory=dict)
 
 
 def _fail(message: str) -> None:
     raise StorageError(f"database: constraint failed: {message}")
 
 
-class MemoryLedger:
+class MemoryLedger(MemoryInbox):
+    s: _State
+
     def __init__(self, state: _State) -> None:
         self.s = state
 
@@ -505,29 +507,6 @@ class MemoryLedger:
     def finish_job_run(self, run_id: int, at: datetime, ok: bool, summary: str) -> None:
         job, started, _, _, _ = self.s.job_runs[run_id]
         self.s.job_runs[run_id] = (job, started, at, ok, summary)
-
-    def add_updates(self, updates: Sequence[InboxUpdate]) -> list[int]:
-        new = {u.update_id: u for u in updates if u.update_id not in self.s.inbox}
-        self.s.inbox.update((update_id, (u, None)) for update_id, u in new.items())
-        return list(new)
-
-    def mark_updates_handled(self, update_ids: Sequence[int], at: datetime) -> None:
-        for update_id in update_ids:
-            found = self.s.inbox.get(update_id)
-            if found is not None and found[1] is None:
-                self.s.inbox[update_id] = (found[0], at)
-
-    def pending_updates(self) -> list[InboxUpdate]:
-        return sorted(
-            (u for u, handled in self.s.inbox.values() if handled is None),
-            key=lambda u: u.update_id,
-        )
-
-    def prune_updates(self, handled_before: datetime) -> int:
-        old = [k for k, (_, at) in self.s.inbox.items() if at is not None and at < handled_before]
-        for update_id in old:
-            del self.s.inbox[update_id]
-        return len(old)
 
 
 class MemorySnapshot:
