@@ -131,7 +131,7 @@ def build_application(
     )
     install(app.bot_data, BotDeps(
         billing=billing, support_ids=support_ids, tz=tz, bot=app.bot, payments=payments,
-        on_update=on_update, on_error=on_error, flood=flood, raw_updates=raw,
+        on_update=on_update, on_error=on_error, flood=flood, raw_updates=raw, gate=gate,
     ))
     register(app)
     return app

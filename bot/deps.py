@@ -10,7 +10,7 @@ from typing import Any
 from telegram import Bot
 from telegram.ext import ContextTypes
 
-from bot.gate import RawUpdates
+from bot.gate import FloodGate, RawUpdates
 from bot.limits import FloodLimiter
 from core.payments import PaymentService
 from core.service import BillingService
@@ -44,6 +44,8 @@ class BotDeps:
     flood: FloodLimiter | None = None
     # The last getUpdates answer as received, for the poller's inbox (bot/gate.py).
     raw_updates: RawUpdates | None = None
+    # The flood gate itself: the webhook asks it before recording an update.
+    gate: FloodGate | None = None
 
     def invite_link(self, code: str) -> str:
         return f"https://t.me/{self.bot.username}?start={code}"

@@ -119,6 +119,13 @@ class FloodGate:
             self._decided.popitem(last=False)
         return True
 
+    def admitted(self, update_id: int) -> None:
+        """The update passed the gate where it was received (the webhook, maybe on another
+        instance): PerUserOrder lets it through without spending the allowance again."""
+        self._decided[update_id] = Verdict.ADMIT
+        if len(self._decided) > MAX_DECIDED:
+            self._decided.popitem(last=False)
+
     async def admit(self, update: object) -> bool:
         """PerUserOrder's question: True handles the update; False drops it (counted)."""
         if not isinstance(update, Update):

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -40,6 +39,7 @@ from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError, Ti
 from telegram.ext import Application
 
 from bot.gate import RawUpdates
+from bot.handling import parse_recorded, process, sender_of
 from core.errors import StorageError, StoreBusy
 from core.inbox import InboxUpdate
 from core.ports import Clock, Ledger, Store
@@ -64,6 +64,13 @@ UNRECORDED_AFTER = 4
 
 def _backoff(current: float) -> float:
     return FIRST_BACKOFF if current == 0 else min(MAX_BACKOFF, current * 1.5)
+
+
+WEBHOOK_SET = "a webhook is set: partnerbot webhook delete, or telegram.mode = webhook"
+
+
+class WebhookIsSet(Exception):
+    """Telegram holds a webhook for this bot, so it refuses getUpdates (409)."""
 
 
 def _seconds(wait: int | timedelta) -> float:
@@ -106,10 +113,13 @@ class DurablePoller:
         return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
-        """Remove a webhook (as start_polling does), hand the updates the last run left
-        unhandled to the application, then start polling. The application runs already."""
+        """Hand the updates the last run left unhandled to the application, then start
+        polling. The application runs already. A webhook set with Telegram is not
+        removed, as start_polling would: other instances may be serving it (webhook
+        mode); WebhookIsSet says so instead."""
         self._stopping, self.failure, self._offset = False, None, None
-        await self.app.bot.delete_webhook(drop_pending_updates=False)
+        if (await self.app.bot.get_webhook_info()).url:
+            raise WebhookIsSet(WEBHOOK_SET)
         pending = await self.store.read(lambda lg: lg.pending_updates())
         if pending:
             log.info(
@@ -118,7 +128,7 @@ class DurablePoller:
                 len(pending), pending[0].update_id, pending[-1].update_id,
             )
         for recorded in pending:
-            update = self._parse(recorded)
+            update = parse_recorded(self.app, recorded)
             if update is None:
                 self._done(recorded.update_id)  # unreadable: never handled, not replayed forever
             else:
@@ -175,6 +185,9 @@ class DurablePoller:
                 self._fail("telegram.token: Telegram refused the bot token")
                 return
             except Conflict as exc:
+                if "webhook" in exc.message.lower():  # set meanwhile: it stays until removed
+                    self._fail(WEBHOOK_SET)
+                    return
                 conflicts += 1
                 if conflicts >= CONFLICTS_TO_STOP:
                     self._fail(
@@ -239,7 +252,9 @@ class DurablePoller:
         now = self.clock.now()
         raw = self._raw
         batch = [
-            InboxUpdate(u.update_id, raw.payload(u) if raw else u.to_json(), now)
+            InboxUpdate(
+                u.update_id, raw.payload(u) if raw else u.to_json(), now, sender_of(u)
+            )
             for u in updates
         ]
         marks, self._handled = self._handled, []
@@ -267,13 +282,6 @@ class DurablePoller:
             if update.update_id in new:
                 self._hand(update)
 
-    def _parse(self, recorded: InboxUpdate) -> Update | None:
-        try:
-            return Update.de_json(json.loads(recorded.payload), self.app.bot)
-        except Exception:
-            log.exception("update %d in the inbox cannot be read; skipped", recorded.update_id)
-            return None
-
     # -- handing over and marking ------------------------------------------------------------
 
     def _hand(self, update: Update, *, recorded: bool = True) -> None:
@@ -285,9 +293,7 @@ class DurablePoller:
 
     async def _process(self, update: Update, recorded: bool) -> None:
         try:
-            await self.app.update_processor.process_update(
-                update, self.app.process_update(update)
-            )
+            await process(self.app, update)
         finally:
             if recorded:  # an update handled unrecorded has no inbox row to mark
                 self._done(update.update_id)
@@ -340,4 +346,4 @@ class DurablePoller:
         return now - KEEP_HANDLED
 
 
-__all__ = ["DurablePoller"]
+__all__ = ["WEBHOOK_SET", "DurablePoller", "WebhookIsSet"]

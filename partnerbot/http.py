@@ -1,11 +1,13 @@
 """The HTTP servers in the bot's process (aiohttp): the public one on
-`server.host:server.port` (`POST /stripe/webhook`, `GET /healthz`) and the metrics one on
+`server.host:server.port` (`POST /stripe/webhook`, `GET /healthz`, and in webhook mode
+`POST /telegram/webhook`) and the metrics one on
 `metrics.host:metrics.port` (`GET /metrics`, loopback by default: payment counts are not
 for the internet).
 
-The routes are the composition root's; what answers them is not: the webhook handler is
-the Stripe adapter's (payments/webhook.py), the figures are partnerbot/metrics.py's. How
-connections are capped and timed out is partnerbot/http_guard.py's.
+The routes are the composition root's; what answers them is not: Stripe's webhook handler
+is the Stripe adapter's (payments/webhook.py), Telegram's the bot's (bot/webhook.py), the
+figures are partnerbot/metrics.py's. How connections are capped and timed out is
+partnerbot/http_guard.py's.
 """
 
 from __future__ import annotations
@@ -42,10 +44,14 @@ MAX_HEADERS = 32  # Stripe sends about ten; a proxy adds a few (aiohttp's defaul
 LINGER = 2.0  # s an unread body is drained after the answer, so the client reads it
 
 
-def build_http_app(webhook: StripeWebhook | None, healthy: Healthy) -> web.Application:
+def build_http_app(
+    webhook: StripeWebhook | None, healthy: Healthy, telegram: Handler | None = None
+) -> web.Application:
     """The public route table. Without a webhook (payments not configured) Stripe's
-    deliveries get 503, so Stripe keeps them until payments are set up. Every route's
-    body is bounded by MAX_BODY (`client_max_size`, chunked bodies included)."""
+    deliveries get 503, so Stripe keeps them until payments are set up. `telegram`:
+    the handler of POST /telegram/webhook (webhook mode; polling mode has no such
+    route). Every route's body is bounded by MAX_BODY (`client_max_size`, chunked
+    bodies included)."""
 
     async def healthz(request: web.Request) -> web.Response:
         try:
@@ -67,6 +73,8 @@ def build_http_app(webhook: StripeWebhook | None, healthy: Healthy) -> web.Appli
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/stripe/webhook", webhook.handle if webhook else payments_off)
+    if telegram is not None:
+        app.router.add_post("/telegram/webhook", telegram)
     return app
 
 

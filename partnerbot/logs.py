@@ -100,7 +100,9 @@ class RateLimitFilter(logging.Filter):
 
 
 # Loggers that write a line per hostile connection or per failed accept().
-RATE_LIMITED_LOGGERS = ("asyncio", "aiohttp.server", "aiohttp.web", "partnerbot.http_guard")
+RATE_LIMITED_LOGGERS = (
+    "asyncio", "aiohttp.server", "aiohttp.web", "partnerbot.http_guard", "bot.webhook",
+)
 
 
 class JsonFormatter(logging.Formatter):

@@ -98,6 +98,11 @@ class Metrics:
             "partnerbot_webhooks", "Stripe webhooks received, by outcome", ["result"],
             registry=self.registry,
         )
+        self.telegram_webhook = Counter(
+            "partnerbot_telegram_webhook",
+            "Telegram updates posted to /telegram/webhook, by outcome (recorded, duplicate,"
+            " refused, bad, limited, failed)", ["result"], registry=self.registry,
+        )
         self.http_dropped = Counter(
             "partnerbot_http_connections_dropped",
             "HTTP connections the server closed itself, by reason (refused, evicted, "

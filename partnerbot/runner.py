@@ -1,5 +1,6 @@
-"""`partnerbot run`: the bot (long polling), the HTTP server (Stripe webhook, health),
-the notice dispatcher and the job scheduler, in one event loop until SIGINT or SIGTERM."""
+"""`partnerbot run`: the bot (long polling, or Telegram's webhook in webhook mode), the
+HTTP server (Stripe webhook, health), the notice dispatcher and the job scheduler, in one
+event loop until SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from telegram.ext import Application
 
 from bot.api_request import MAX_CONNECTIONS as BOT_API_CONNECTIONS
 from bot.app import ALLOWED_UPDATES, build_application, deps_of_app, start_up
+from bot.claims import ClaimedUpdates
 from bot.limits import FloodLimits
 from bot.outbox import Dispatcher
-from bot.poller import DurablePoller
+from bot.poller import DurablePoller, WebhookIsSet
+from bot.webhook import TelegramWebhook
 from core.payments import EventHandled
 from partnerbot.config import Settings
 from partnerbot.http import Check, HttpServer, build_http_app, build_metrics_app
@@ -41,12 +44,16 @@ def webhook_label(result: WebhookResult) -> str:
     return result.value
 
 
+Feed = DurablePoller | ClaimedUpdates  # where updates come from: polling or webhook
+
+
 def http_server(
     settings: Settings,
     services: Services,
     app: Application,  # type: ignore[type-arg]
-    poller: DurablePoller,
+    feed: Feed,
     metrics: Metrics,
+    telegram: TelegramWebhook | None = None,
 ) -> HttpServer:
     webhook = None
     if services.payments is not None and settings.stripe.webhook_secret is not None:
@@ -59,12 +66,12 @@ def http_server(
         db = services.store.health.state  # kept by the store's calls and its probe
         return {
             "database": Check(db.healthy, db.fault.value if db.fault else None),
-            "bot": Check(app.running and poller.running),
+            "bot": Check(app.running and feed.running),
         }
 
     s = settings.server
     return HttpServer(
-        build_http_app(webhook, healthy), s.host, s.port,
+        build_http_app(webhook, healthy, telegram.handle if telegram else None), s.host, s.port,
         http_limits(settings, s.max_connections),
         on_drop=lambda why: metrics.http_dropped.labels(reason=why.value).inc(),
     )
@@ -155,13 +162,31 @@ class Runtime:
                 group_per_minute=settings.limits.group_per_minute,
             ),
         )
-        # Not the Updater's start_polling: it confirms updates to Telegram while they still
-        # wait in memory. This one records them in the database first (bot/poller.py).
-        self.poller = DurablePoller(
-            self.app, services.store, services.clock, allowed_updates=ALLOWED_UPDATES,
-            raw=deps_of_app(self.app).raw_updates,
-        )
-        self.server = http_server(settings, services, self.app, self.poller, metrics)
+        self.feed: Feed
+        telegram: TelegramWebhook | None = None
+        deps = deps_of_app(self.app)
+        if settings.telegram.mode == "webhook":
+            settings.require("telegram.webhook_secret")
+            assert settings.telegram.webhook_secret is not None
+            # Updates come to POST /telegram/webhook; the database orders their handling
+            # across instances (bot/claims.py).
+            self.feed = ClaimedUpdates(
+                self.app, services.store, services.clock,
+                lease=settings.cluster.failover_seconds, gate=deps.gate,
+            )
+            telegram = TelegramWebhook(
+                self.feed, settings.telegram.webhook_secret.get_secret_value(), self.app.bot,
+                deps.gate,
+                on_result=lambda r: metrics.telegram_webhook.labels(result=r.value).inc(),
+            )
+        else:
+            # Not the Updater's start_polling: it confirms updates to Telegram while they
+            # still wait in memory. This one records them in the database first.
+            self.feed = DurablePoller(
+                self.app, services.store, services.clock, allowed_updates=ALLOWED_UPDATES,
+                raw=deps.raw_updates,
+            )
+        self.server = http_server(settings, services, self.app, self.feed, metrics, telegram)
         self.metrics_server = metrics_server(settings, services, metrics)
         self.dispatcher = Dispatcher(
             self.app.bot, services.store, services.clock, settings.telegram.tzinfo,
@@ -191,21 +216,42 @@ class Runtime:
         if self.metrics_server is not None:
             await listen(self.metrics_server, "metrics.port")
         await self.app.start()
-        await self.poller.start()
+        if isinstance(self.feed, ClaimedUpdates):
+            await self.check_webhook()
+        try:
+            await self.feed.start()
+        except WebhookIsSet as exc:
+            raise StartupError(str(exc)) from exc
         self.dispatcher.start()
         self.scheduler = build_scheduler(self.services, self.dispatcher.wake.set)
         self.scheduler.start()
         log.info("bot @%s running; stop with SIGINT or SIGTERM", self.app.bot.username)
+
+    async def check_webhook(self) -> None:
+        """Webhook mode: say so when Telegram posts updates elsewhere, or nowhere (the
+        instance still starts: `partnerbot webhook set` may come after)."""
+        wanted = self.settings.telegram.webhook_url
+        try:
+            info = await self.app.bot.get_webhook_info()
+        except TelegramError as exc:
+            log.warning("could not ask Telegram which webhook is set: %s", exc)
+            return
+        if not info.url:
+            log.warning("webhook mode, but no webhook is set with Telegram: run"
+                        " `partnerbot webhook set`")
+        elif wanted and info.url != wanted:
+            log.warning("Telegram posts updates to %s, not telegram.webhook_url (%s): run"
+                        " `partnerbot webhook set`", info.url, wanted)
 
     async def stop(self) -> None:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         await self.dispatcher.stop()
         app = self.app
-        await self.poller.stop()
+        await self.feed.stop()  # polling: stops asking; webhook: finishes its senders' updates
         if app.running:
             await app.stop()  # finishes the updates in hand
-        await self.poller.close()  # marks them handled in the inbox
+        await self.feed.close()  # polling: marks them handled; webhook: releases claims
         await self.server.stop()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
