@@ -24,9 +24,10 @@ Layout (each server layer a class the next one extends; ``FakeTelegram`` is the 
 ``constants`` (limits, update types, parameter kinds); ``records`` (value objects, errors,
 chat state); ``validation`` (request decoding, reply markup checks); ``server``
 (``TelegramServer``: lifecycle, dispatch, faults, shared checks); ``methods``
-(``BotApiMethods``: one ``_api_*`` per Bot API method); ``driver`` (``FakeTelegram``: the
-test-side API, and :func:`running_application`); ``actors`` (``FakeChat``, ``FakeUser``,
-``FakeGroup``, ``CallbackPress``: what tests hold and drive).
+(``BotApiMethods``: one ``_api_*`` per Bot API method); ``delivery`` (``WebhookSender``:
+posting queued updates to a webhook, redelivered until answered 2xx); ``driver``
+(``FakeTelegram``: the test-side API, and :func:`running_application`); ``actors``
+(``FakeChat``, ``FakeUser``, ``FakeGroup``, ``CallbackPress``: what tests hold and drive).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from .constants import (
     MAX_CALLBACK_DATA_BYTES,
     MAX_MESSAGE_LENGTH,
 )
+from .delivery import DeliveryAttempt
 from .driver import FakeTelegram, running_application
 from .records import (
     ApiCall,
@@ -70,6 +72,7 @@ __all__ = [
     "BotMessage",
     "CallbackAnswer",
     "CallbackPress",
+    "DeliveryAttempt",
     "FakeChat",
     "FakeGroup",
     "FakeTelegram",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..html_check import detect_entities
 from .actors import CallbackPress, FakeChat, FakeGroup, FakeUser
 from .constants import _BOT_COMMAND, _NGINX_502
-from .methods import BotApiMethods
+from .delivery import WebhookSender
 from .records import (
     BotMessage,
     JSONDict,
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from telegram.ext import Application
 
 
-class FakeTelegram(BotApiMethods):
+class FakeTelegram(WebhookSender):
     """Fake Bot API server: ``async with FakeTelegram() as tg: ...``.
 
     Parameters:
@@ -192,7 +192,8 @@ class FakeTelegram(BotApiMethods):
     ) -> None:
         """Answer late. With ``effect`` (default) the request is carried out first and only the
         answer is late, so a client that times out has still sent the message, as happens
-        with the real Telegram; with ``effect=False`` it is carried out after the delay."""
+        with the real Telegram; with ``effect=False`` it is carried out after the delay, unless
+        the client has gone by then (a bot killed meanwhile)."""
         self._faults.append(
             _Fault(method.lower(), chat_id, None, "", None, seconds, effect, None, False, times)
         )

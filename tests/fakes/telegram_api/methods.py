@@ -34,13 +34,16 @@ class BotApiMethods(TelegramServer):
             "has_main_web_app": False,
         }
 
-    async def _api_getUpdates(self, params: JSONDict) -> list[JSONDict]:
+    def _refuse_while_webhook(self) -> None:
         if self.webhook.get("url"):
             raise TelegramApiError(
                 409,
                 "Conflict: can't use getUpdates method while webhook is active; use "
                 "deleteWebhook to delete the webhook first",
             )
+
+    async def _api_getUpdates(self, params: JSONDict) -> list[JSONDict]:
+        self._refuse_while_webhook()
         offset = _as_int(params.get("offset"), "offset", default=0)
         limit = _as_int(params.get("limit"), "limit", default=100)
         limit = min(max(limit, 1), 100)
@@ -60,6 +63,7 @@ class BotApiMethods(TelegramServer):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
+            self._refuse_while_webhook()
             if generation != self._poll_generation:
                 raise _Conflict
             batch = self._updates[:limit]
@@ -74,6 +78,9 @@ class BotApiMethods(TelegramServer):
         return [_copy(update) for update in batch]
 
     async def _api_setWebhook(self, params: JSONDict) -> bool:
+        # Checked as Telegram checks them (Bot API "setWebhook"; python-telegram-bot's
+        # Bot.set_webhook sends url, certificate, max_connections, allowed_updates,
+        # ip_address, drop_pending_updates, secret_token).
         url = str(params.get("url") or "")
         if url:
             parts = re.match(r"(?i)https://[^/:]+(?::(\d+))?(?:/|$)", url)
@@ -83,25 +90,56 @@ class BotApiMethods(TelegramServer):
                 raise bad_request(
                     "bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443"
                 )
+        secret = params.get("secret_token")
+        if secret not in (None, ""):
+            if not isinstance(secret, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", secret):
+                raise bad_request("secret token contains unallowed characters")
+            if len(secret) > 256:
+                raise bad_request("secret token is too long")
+        max_connections = _as_int(params.get("max_connections"), "max_connections", default=40)
+        if not 1 <= max_connections <= 100:
+            raise bad_request("bad webhook: max_connections must be between 1 and 100")
+        allowed = params.get("allowed_updates")
+        if allowed is not None and not isinstance(allowed, list):
+            raise bad_request("can't parse allowed updates JSON object")
+        if isinstance(allowed, list):
+            self._allowed_updates = (
+                frozenset(str(a) for a in allowed) & ALL_UPDATE_TYPES or DEFAULT_UPDATE_TYPES
+            )
         if params.get("drop_pending_updates"):
             self._updates.clear()
+        if not url:
+            self.webhook = {"url": ""}
+            self._notify()
+            return True
         self.webhook = {k: v for k, v in params.items() if k != "certificate"}
         self.webhook["url"] = url
+        self.webhook["max_connections"] = max_connections
+        self._notify()  # a long poll in progress ends with 409, as on Telegram
         return True
 
     async def _api_deleteWebhook(self, params: JSONDict) -> bool:
         if params.get("drop_pending_updates"):
             self._updates.clear()
-            self._notify()
         self.webhook = {"url": ""}
+        self._notify()
         return True
 
     async def _api_getWebhookInfo(self, params: JSONDict) -> JSONDict:
-        return {
+        info: JSONDict = {
             "url": self.webhook.get("url", ""),
             "has_custom_certificate": False,
             "pending_update_count": len(self._updates),
         }
+        if info["url"]:
+            info["max_connections"] = self.webhook.get("max_connections", 40)
+            if isinstance(self.webhook.get("allowed_updates"), list):
+                info["allowed_updates"] = sorted(self._allowed_updates)
+            if self.webhook.get("ip_address"):
+                info["ip_address"] = self.webhook["ip_address"]
+        if self.webhook_last_error is not None:
+            info["last_error_date"], info["last_error_message"] = self.webhook_last_error
+        return info
 
     async def _api_close(self, params: JSONDict) -> bool:
         return True

@@ -96,6 +96,8 @@ class TelegramServer:
         self.rate_limit_hits = 0  # 429s produced by rate enforcement (not by injected faults)
         self.undelivered: list[JSONDict] = []  # updates dropped (privacy / allowed_updates)
         self.webhook: JSONDict = {"url": ""}
+        # (unix time, message) of the last delivery that failed (getWebhookInfo shows it)
+        self.webhook_last_error: tuple[int, str] | None = None
         self.commands: dict[tuple[str, int | None, int | None, str], list[JSONDict]] = {}
         self.default_menu_button: JSONDict | None = None
 
@@ -262,6 +264,9 @@ class TelegramServer:
                 raise TelegramApiError(fault.status, fault.description, extra)
             if fault is not None and not fault.effect:
                 await self._sleep(fault.delay)
+                if request.transport is None or request.transport.is_closing():
+                    # The client is gone (a killed bot): held back, it is never carried out.
+                    return web.Response(status=204)
             result = await implementation(params)
             if fault is not None and fault.effect:
                 await self._sleep(fault.delay)
