@@ -7,6 +7,11 @@ other answer, a refused connection or a timeout leaves it queued and it is poste
 little later (to the next target, when several are given: a load balancer in front of
 several instances). Targets may be plain http://127.0.0.1 URLs: the HTTPS rule binds
 setWebhook only. Every attempt is recorded in ``deliveries``.
+
+Several connections post concurrently, but, as Telegram does, one sender's next update
+waits until the previous one is acknowledged: a slow answer holds up that user's updates
+only. (So one user's updates reach the bot in order, though maybe at different
+instances, each answering before the previous one's handling is done.)
 """
 
 from __future__ import annotations
@@ -88,9 +93,15 @@ class WebhookSender(BotApiMethods):
         await super().stop()
 
     def _next_update(self) -> JSONDict | None:
+        """The earliest queued update whose sender has none queued before it (in flight
+        or waiting to be posted again)."""
+        waiting: set[object] = set()
         for update in self._updates:
-            if int(update["update_id"]) not in self._in_delivery:
+            sender = _sender(update)
+            if int(update["update_id"]) not in self._in_delivery and sender not in waiting:
                 return update
+            if sender is not None:
+                waiting.add(sender)
         return None
 
     async def _deliver(
@@ -141,3 +152,13 @@ class WebhookSender(BotApiMethods):
             return DeliveryAttempt(
                 update_id, target, None, f"Connection failed: {type(exc).__name__}"
             )
+
+
+def _sender(update: JSONDict) -> object:
+    """Who an update is from (the user; None: nobody, never held up)."""
+    for key, value in update.items():
+        if key != "update_id" and isinstance(value, dict):
+            user = value.get("from")
+            if isinstance(user, dict):
+                return user.get("id")
+    return None
