@@ -21,6 +21,7 @@ from core.service import BillingService
 from partnerbot import logs
 from partnerbot.config import ConfigError, Settings, load_settings
 from partnerbot.jobs import JOBS, JobFailed, run_job
+from partnerbot.webhook_cli import WebhookCliError, add_parser, run_webhook_command
 from partnerbot.wiring import Services, open_services, secrets_of
 
 Handler = Callable[[argparse.Namespace, Services], Awaitable[int]]
@@ -206,14 +207,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = dsub.add_parser("backup", parents=[common], help="consistent online copy")
     p.add_argument("path", help="file to write (must not exist)")
     p.set_defaults(handler=db_backup)
+
+    add_parser(sub, common)  # webhook set|info|delete (partnerbot/webhook_cli.py)
     return parser
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.handler is run:
         settings.require("telegram.token")  # before touching the database
+        if settings.telegram.mode == "webhook":
+            settings.require("telegram.webhook_secret")
         status: int = await run(args, settings)
         return status
+    if args.handler is run_webhook_command:  # webhook set|info|delete: no database
+        answered: int = await run_webhook_command(args, settings)
+        return answered
     handler: Handler = args.handler
     if handler is partner_add:
         check_partner_add(args, settings)
@@ -239,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"partnerbot: {exc}\n")
         return 2
-    except (BillingError, CliError) as exc:
+    except (BillingError, CliError, WebhookCliError) as exc:
         sys.stderr.write(f"partnerbot: {redactor.scrub(str(exc))}\n")
         return 1
     except KeyboardInterrupt:
