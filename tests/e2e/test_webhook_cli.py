@@ -145,3 +145,19 @@ async def test_polling_refuses_to_start_while_a_webhook_is_set(tmp_path: Path) -
     )
     assert tg.get_updates_calls == []  # it never polled
     assert tg.calls_to("deleteWebhook") == []  # and left the webhook alone
+
+
+async def test_webhook_mode_refuses_to_start_without_its_secret(tmp_path: Path) -> None:
+    async with FakeTelegram() as tg:
+        done = await cli(
+            tg, tmp_path, "run", PARTNERBOT_TELEGRAM__MODE="webhook",
+            PARTNERBOT_TELEGRAM__WEBHOOK_SECRET="", PARTNERBOT_SERVER__PORT=str(free_port()),
+        )
+
+    assert done.code == 2
+    assert done.stderr.splitlines() == [
+        "partnerbot: config: telegram.webhook_secret: field required (set it in the config"
+        " file or PARTNERBOT_TELEGRAM__WEBHOOK_SECRET)"
+    ]
+    assert not (tmp_path / "bot.db").exists()  # refused before the database is touched
+    assert tg.calls == []

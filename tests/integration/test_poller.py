@@ -29,7 +29,7 @@ from telegram.ext import Application, ContextTypes, MessageHandler, filters
 import bot.poller
 from bot.app import ALLOWED_UPDATES
 from bot.ordering import PerUserOrder
-from bot.poller import DurablePoller
+from bot.poller import WEBHOOK_SET, DurablePoller, WebhookIsSet
 from core.errors import StorageError
 from core.ports import Ledger, LedgerSnapshot, Store
 from storage.sqlite import SqliteStore
@@ -300,3 +300,25 @@ async def test_a_graceful_stop_finishes_the_updates_in_hand_and_marks_them(
             await poller.close()
         assert texts(ann) == ["finished"]
     assert await pending_in_inbox(store) == []
+
+
+async def test_a_webhook_set_while_polling_stops_polling_at_once_and_says_so(
+    store: SqliteStore,
+) -> None:
+    async with FakeTelegram() as tg, polling(tg, store, echo([])) as (_, poller):
+        await tg.bot().set_webhook("https://bot.example.com/telegram/webhook")
+        await tg.wait_until(lambda: not poller.running, timeout=10, what="polling stops")
+
+        assert poller.failure == WEBHOOK_SET  # no retries: it stays until removed
+        assert tg.webhook["url"]  # and the poller left it in place
+        assert tg.calls_to("deleteWebhook") == []
+
+
+async def test_polling_does_not_start_while_a_webhook_is_set(store: SqliteStore) -> None:
+    async with FakeTelegram() as tg:
+        await tg.bot().set_webhook("https://bot.example.com/telegram/webhook")
+        with pytest.raises(WebhookIsSet, match="partnerbot webhook delete"):
+            async with polling(tg, store, echo([])):
+                pass
+
+        assert tg.get_updates_calls == []
