@@ -91,19 +91,24 @@ class SqlConnection(Protocol):
 
 
 _CACHE_LIMIT = 2048
-_PG_SQL: dict[str, str] = {}
+_PG_SQL: dict[str, tuple[str, bool]] = {}
+_WRITES = ("INSERT", "UPDATE", "DELETE")
 
 
-def pg_placeholders(sql: str) -> str:
-    """`?` placeholders as psycopg's `%s`, a literal `%` escaped as `%%`; rewritten once
-    per SQL string (the statements are constants or few shapes, so the cache stays
-    small; past the limit a string is rewritten each time rather than kept).
+def pg_statement(sql: str) -> tuple[str, bool]:
+    """`?` placeholders as psycopg's `%s` (a literal `%` escaped as `%%`), and whether
+    the statement writes (INSERT, UPDATE, DELETE: it may be refused by a constraint).
+    Worked out once per SQL string: the statements are constants or a few shapes, so the
+    cache stays small; past its limit a string is worked out each time instead.
 
     The portable SQL never has a `?` inside a string literal or a comment: there is no
     parser here, only this rule."""
     found = _PG_SQL.get(sql)
     if found is None:
-        found = sql.replace("%", "%%").replace("?", "%s")
+        found = (
+            sql.replace("%", "%%").replace("?", "%s"),
+            sql.lstrip().upper().startswith(_WRITES),
+        )
         if len(_PG_SQL) < _CACHE_LIMIT:
             _PG_SQL[sql] = found
     return found

@@ -25,6 +25,7 @@ from storage.dbthread import DatabaseThread, transaction
 from storage.errors import Connection, translate
 from storage.health import HEALTHY, Fault, HealthMonitor, StorageHealth
 from storage.migrate import migrate
+from storage.sql import Engine
 from storage.sql_ledger import SqlLedger, SqlSnapshot
 from storage.stats import StoreStats, read_stats
 
@@ -50,6 +51,8 @@ LOOKUP_BUSY_MS = 20
 
 
 class SqliteStore:
+    engine = Engine.SQLITE
+
     def __init__(
         self,
         thread: DatabaseThread,
