@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import conninfo
 from psycopg.pq import TransactionStatus
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from core.errors import StorageError
 from core.ports import Ledger, LedgerSnapshot
@@ -336,4 +336,6 @@ def _may_retry(exc: StorageError) -> bool:
     """A conflict, or a connection that broke before COMMIT was sent: nothing of the
     transaction landed, so running it again is safe."""
     cause = exc.__cause__
+    if isinstance(cause, PoolTimeout):
+        return False  # the pool already waited its timeout for a connection: no more
     return isinstance(cause, CONFLICTS) or (cause is not None and unreachable(cause))
