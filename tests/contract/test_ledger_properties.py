@@ -53,8 +53,8 @@ from core.service import BillingService
 from storage.memory import MemoryStore
 from storage.postgres import PgOptions, PostgresStore
 from storage.sqlite import SqliteStore
-from tests.pg_server import PgServer
 from tests.conftest import FakeClock
+from tests.pg_server import PgServer
 
 T = TypeVar("T")
 DAY = timedelta(days=1)
