@@ -221,7 +221,8 @@ class PostgresStore:
                 conn.execute(statement)
             result = work(conn)
             try:
-                raw.execute("COMMIT")
+                # Never a prepared statement: the text on the wire says what it is.
+                raw.execute("COMMIT", prepare=False)
             except psycopg.Error as exc:
                 if raw.broken or raw.closed:
                     raise _Unknown(

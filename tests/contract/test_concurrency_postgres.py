@@ -125,7 +125,7 @@ asyncio.run(main())
 async def test_four_processes_on_one_database_allocate_exactly_the_twenty_days_there_are(
     pg_url: str, tmp_path: Path, clock: FakeClock
 ) -> None:
-    go = f"{tmp_path}/go"
+    go = tmp_path / "go"
     store = await PostgresStore.open(pg_url)
     try:
         pid = await seed(BillingService(store, clock, BillingPolicy()), 20)
@@ -133,7 +133,7 @@ async def test_four_processes_on_one_database_allocate_exactly_the_twenty_days_t
         # 13 + 13 + 12 + 12 = 50 attempts against 20 days.
         workers = [
             await asyncio.create_subprocess_exec(
-                sys.executable, "-c", WORKER, pg_url, f"w{n}", str(13 if n < 2 else 12), go,
+                sys.executable, "-c", WORKER, pg_url, f"w{n}", str(13 if n < 2 else 12), str(go),
                 START.isoformat(), str(pid), cwd=REPO, env=env,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )
@@ -143,7 +143,7 @@ async def test_four_processes_on_one_database_allocate_exactly_the_twenty_days_t
             assert worker.stdout is not None and worker.stderr is not None
             line = await asyncio.wait_for(worker.stdout.readline(), timeout=60)
             assert line.strip() == b"ready", (line, await worker.stderr.read())
-        Path(go).touch()  # noqa: ASYNC240 - one empty file, instantly
+        go.touch()
 
         finished = await asyncio.wait_for(
             asyncio.gather(*(w.communicate() for w in workers)), timeout=120
