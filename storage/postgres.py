@@ -33,6 +33,7 @@ import asyncio
 import logging
 import random
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -67,13 +68,21 @@ BACKOFF_S = 0.02  # first pause before a retry; doubled each time, with jitter
 
 
 class Mode(Enum):
-    """How a unit of work's transaction begins."""
+    """How a unit of work's transaction begins: one simple query (one round trip)."""
 
-    WRITE = ("BEGIN ISOLATION LEVEL READ COMMITTED",
-             f"SELECT pg_advisory_xact_lock({LEDGER_WRITE_KEY})")
+    WRITE = (
+        "BEGIN ISOLATION LEVEL READ COMMITTED;"
+        f" SELECT pg_advisory_xact_lock({LEDGER_WRITE_KEY})"
+    )
     # A write outside the ledger (the heartbeat, operator statements): no ledger lock.
-    PLAIN = ("BEGIN ISOLATION LEVEL READ COMMITTED",)
-    READ = ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",)
+    PLAIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+    READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+
+# A connection back from the pool after resting longer than this is checked with a
+# round trip before use (a server restart or a dropped link shows there); one in steady
+# use is not, and if it died after all the use case runs again on another (_may_retry).
+CHECK_AFTER_IDLE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -144,7 +153,7 @@ class PostgresStore:
             timeout=opts.acquire_timeout_s,
             # A connection the server dropped while it sat in the pool is replaced
             # before a use case gets it (an empty query: one round trip).
-            check=ConnectionPool.check_connection,
+            check=_Rested(CHECK_AFTER_IDLE_S),
             kwargs={
                 "autocommit": True,  # transactions are begun and ended explicitly
                 "connect_timeout": opts.connect_timeout_s,
@@ -213,13 +222,21 @@ class PostgresStore:
             raw = self._pool.getconn()
         except psycopg.Error as exc:
             raise translated(exc) from exc
-        conn = PgConnection(raw)
         try:
             if not managed:
-                return work(conn)
-            for statement in mode.value:
-                conn.execute(statement)
-            result = work(conn)
+                return work(PgConnection(raw))
+            conn = PgConnection(raw)
+            try:
+                result = self._transaction(mode, work, conn)
+            except BaseException:
+                if not conn.refused:
+                    raise
+            if conn.refused:
+                # A write was refused bare, and the transaction with it: the use case
+                # runs again with a savepoint per write, so the refusal undoes only
+                # itself and the use case sees exactly what SQLite would show it.
+                _rollback(raw)
+                result = self._transaction(mode, work, PgConnection(raw, savepoints=True))
             try:
                 # Never a prepared statement: the text on the wire says what it is.
                 raw.execute("COMMIT", prepare=False)
@@ -233,7 +250,13 @@ class PostgresStore:
             return result
         finally:
             _rollback(raw)
+            _RESTED_AT[raw] = time.monotonic()
             self._pool.putconn(raw)
+
+    @staticmethod
+    def _transaction(mode: Mode, work: Callable[[PgConnection], T], conn: PgConnection) -> T:
+        conn.execute(mode.value)
+        return work(conn)
 
     # -- core.ports.Store ----------------------------------------------------------------
 
@@ -316,6 +339,26 @@ class PostgresStore:
         self._closed = True
         self._executor.shutdown(wait=False)
         await asyncio.to_thread(self._pool.close)
+
+
+_RESTED_AT: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class _Rested:
+    """The pool's `check`: ConnectionPool.check_connection (an empty query), but only
+    for a connection that rested in the pool for `after` seconds or more."""
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+
+    def __call__(self, conn: psycopg.Connection[Any]) -> None:
+        rested = _RESTED_AT.get(conn)
+        if conn.closed or conn.broken or rested is None or (
+            time.monotonic() - rested >= self.after
+        ):
+            ConnectionPool.check_connection(conn)
 
 
 def _has_rows(cur: object) -> bool:
