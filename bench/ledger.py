@@ -4,7 +4,7 @@
 
 "ours" is BillingService.allocate_days on SqliteStore, awaited one after another: N
 allocations of 1 day to one channel from a large balance. "raw" is plain `sqlite3` on the
-main thread running the statements that one allocation runs (storage/sqlite_ledger.py,
+main thread running the statements that one allocation runs (storage/sql_ledger.py,
 core/channels.py, core/idempotency.py):
 
     BEGIN IMMEDIATE
@@ -14,6 +14,7 @@ core/channels.py, core/idempotency.py):
     SELECT balance FROM accounts WHERE code = ?                     -- balance
     UPDATE channels SET ... WHERE id = ?                            -- update_channel
     SELECT id, digest FROM transfers ORDER BY id DESC LIMIT 1       -- add_transfer: chain
+    SELECT keyed_from, seal FROM ledger_chain WHERE id = 1          -- keyed from here?
     INSERT INTO transfers ...                                       -- triggers move balances
     SELECT ... FROM partners JOIN accounts LEFT JOIN alert_state    -- rule 7 check (move)
     INSERT INTO operations ...                                      -- save_outcome
@@ -25,8 +26,14 @@ The raw loop also computes the transfer digest and the outcome JSON, so its file
 `ledger verify` too (checked at the end: proof the work is the same).
 
 Both run at synchronous=FULL (the default) and NORMAL, rounds interleaved, after a warm-up;
-the figure per cell is the median of the rounds. The last line printed is
-`ledger_vs_sqlite3: <ours/raw at FULL>`.
+the figure per cell is the median of the rounds.
+
+Then the same on PostgreSQL (bench/ledger_pg.py): PostgresStore against raw psycopg doing
+the same transaction in the same run, on `--database URL`, else on a throwaway server
+started from the machine's PostgreSQL binaries (`--no-postgres` skips it). The last two
+lines printed are `ledger_vs_raw_postgres: <ours/raw>` (or why it was not measured) and
+`ledger_vs_sqlite3: <ours/raw at FULL>`: each a ratio against a baseline measured in the
+same run.
 """
 
 from __future__ import annotations
@@ -51,8 +58,9 @@ from core.names import name_key
 from core.policy import BillingPolicy
 from core.service import BillingService
 from storage import rows
+from storage.errors import Connection
+from storage.sql_ledger import ALERT_STATE_SQL, SqlLedger
 from storage.sqlite import SqliteStore, Synchronous, configure
-from storage.sqlite_ledger import ALERT_STATE_SQL, SqliteLedger
 
 CHANNEL = "bench"
 ACTOR = "bench:runner"
@@ -132,8 +140,9 @@ SQL_CHANNEL = (
 )
 SQL_BALANCE = "SELECT balance FROM accounts WHERE code = ?"
 SQL_LAST = "SELECT id, digest FROM transfers ORDER BY id DESC LIMIT 1"
+SQL_CHAIN = "SELECT keyed_from, seal FROM ledger_chain WHERE id = 1"  # no key: no row
 SQL_TRANSFER = f"INSERT INTO transfers ({rows.TRANSFER_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-# SqliteLedger.update_channel writes name, name_key and every column after created_at.
+# SqlLedger.update_channel writes name, name_key and every column after created_at.
 _CHANNEL_REST = [c.strip() for c in rows.CHANNEL_COLS.split(",")][4:]  # active_until, ...
 SQL_CHANNEL_UPDATE = (
     "UPDATE channels SET name = ?, name_key = ?, "
@@ -177,6 +186,8 @@ class Raw:
             conn.execute(SQL_CHANNEL_UPDATE, (ch[2], key_name, until_us, *ch[5:], ch[0]))
             last = conn.execute(SQL_LAST).fetchone()
             tid, previous = (1, GENESIS) if last is None else (last[0] + 1, last[1])
+            if conn.execute(SQL_CHAIN).fetchone() is not None:
+                raise RuntimeError("the benchmark's ledger has no chain key")
             fields = (previous, str(tid), key, debit, credit, str(days), "allocation", ACTOR,
                       "", now.isoformat(timespec="microseconds"), "")
             digest = hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
@@ -261,7 +272,7 @@ def _shape(sql: str) -> str:
 
 def statements(workdir: Path) -> tuple[list[str], list[str]]:
     """The statements one allocation runs, traced by SQLite (trigger bodies included):
-    ours (the use case over SqliteLedger, in BEGIN IMMEDIATE ... COMMIT as the store
+    ours (the use case over SqlLedger, in BEGIN IMMEDIATE ... COMMIT as the store
     runs it) and raw, as shapes with the values taken out."""
     path = workdir / "trace.db"
     pid, _ = asyncio.run(prepare(path, "FULL", 1000))
@@ -270,7 +281,8 @@ def statements(workdir: Path) -> tuple[list[str], list[str]]:
     configure(conn, "FULL", BUSY_TIMEOUT_MS)
     conn.set_trace_callback(traced.append)
     conn.execute("BEGIN IMMEDIATE")
-    channels.allocate_days(SqliteLedger(conn), datetime.now(UTC), pid, CHANNEL, 1, ACTOR, "t-1")
+    ledger = SqlLedger(Connection(conn))
+    channels.allocate_days(ledger, datetime.now(UTC), pid, CHANNEL, 1, ACTOR, "t-1")
     conn.execute("COMMIT")
     conn.close()
     ours = [_shape(t) for t in traced]
@@ -284,14 +296,14 @@ def statements(workdir: Path) -> tuple[list[str], list[str]]:
 
 
 def breakdown(workdir: Path, synchronous: Synchronous, ops: int) -> tuple[float, float]:
-    """Where ours spends its time beyond raw: (a) the use case (core + SqliteLedger) run
+    """Where ours spends its time beyond raw: (a) the use case (core + SqlLedger) run
     synchronously on this thread, no database thread; (b) one round trip to the store's
     database thread of a trivial statement. Both in microseconds per operation."""
     path = workdir / f"split-{synchronous.lower()}.db"
     pid, _ = asyncio.run(prepare(path, synchronous, ops * 2 + 1000))
     conn = sqlite3.connect(path, isolation_level=None)
     configure(conn, synchronous, BUSY_TIMEOUT_MS)
-    ledger = SqliteLedger(conn)
+    ledger = SqlLedger(Connection(conn))
 
     def one(i: int) -> None:
         now = datetime.now(UTC)
@@ -344,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ops", type=int, help="allocations per round (default 1500, quick 300)")
     parser.add_argument("--breakdown", action="store_true", help="also time ours in parts: "
                         "the use case without the database thread, and one round trip to it")
+    parser.add_argument("--database", metavar="URL", help="PostgreSQL database to measure "
+                        "on (migrated and written to); default: a throwaway server")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--dir", type=Path, help="where the database files go (default: a "
                         "temporary directory; use a directory on the disk you care about)")
     args = parser.parse_args(argv)
@@ -393,12 +408,25 @@ def main(argv: list[str] | None = None) -> int:
             modes: tuple[Synchronous, ...] = ("FULL", "NORMAL")
             for sync in modes:
                 sync_us, hop_us = breakdown(workdir, sync, ops)
-                print(f"{sync}: use case on one thread (core + SqliteLedger, no database thread) "
+                print(f"{sync}: use case on one thread (core + SqlLedger, no database thread) "
                       f"{sync_us:,.0f} us/op; database thread round trip {hop_us:,.0f} us; "
                       f"raw {1e6 / cells[sync]['raw']:,.0f} us/op")
             print()
         print("both files of each cell pass `ledger verify` (same work, valid chain)")
-        print(f"took {time.perf_counter() - started:.1f} s")
+        print()
+    pg_ratio: float | None = None
+    if not args.no_postgres:
+        import ledger_pg  # bench/ beside this file; psycopg and a server only when asked
+
+        with ledger_pg.server(args.database) as url:
+            if url is not None:
+                pg_ratio = ledger_pg.report(url, rounds, ops, warmup)
+        print()
+    print(f"took {time.perf_counter() - started:.1f} s")
+    if pg_ratio is not None:
+        print(f"ledger_vs_raw_postgres: {pg_ratio:.2f}")
+    elif not args.no_postgres:
+        print("ledger_vs_raw_postgres: not measured (no PostgreSQL here)")
     ratio = cells["FULL"]["ours"] / cells["FULL"]["raw"]
     print(f"ledger_vs_sqlite3: {ratio:.2f}")
     return 0

@@ -1,5 +1,5 @@
 """The update inbox of the in-memory store (storage/memory.py), claims included: the same
-behaviour as storage/sqlite_inbox.py, which the contract suite checks on both."""
+behaviour as storage/sql_inbox.py, which the contract suite checks on each store."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The update inbox's rows (core/inbox.py), part of SqliteLedger.
+"""The update inbox's rows (core/inbox.py), part of SqlLedger (both engines).
 
 Written in the portable SQL both engines run (`?` placeholders, no engine functions):
 the claims of webhook mode (bot/claims.py) are plain reads and updates that the caller
@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from core.inbox import InboxUpdate
-from storage.errors import Connection
 from storage.rows import from_us, to_us
+from storage.sql import SqlConnection
 
 
 def _update(row: Sequence[Any]) -> InboxUpdate:
@@ -23,8 +23,8 @@ def _update(row: Sequence[Any]) -> InboxUpdate:
     )
 
 
-class SqliteInbox:
-    conn: Connection
+class SqlInbox:
+    conn: SqlConnection
 
     def add_updates(self, updates: Sequence[InboxUpdate]) -> list[int]:
         if not updates:
