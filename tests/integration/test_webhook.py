@@ -177,10 +177,14 @@ async def link_owner(tg: FakeTelegram, a: Instance) -> FakeUser:
     return owner
 
 
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
 async def test_two_instances_handle_one_users_interleaved_updates_in_order_once(
-    tmp_path: Path,
+    tmp_path: Path, engine: str, request: pytest.FixtureRequest
 ) -> None:
-    db, clock = tmp_path / "bot.db", FakeClock()
+    clock = FakeClock()
+    db: Path | str = tmp_path / "bot.db"
+    if engine == "postgres":
+        db = request.getfixturevalue("pg_url")
     async with FakeTelegram() as tg, webhook_instance(tg, db, clock, name="a") as a, \
             webhook_instance(tg, db, clock, name="b") as b:
         # Four connections alternating between the instances: one user's updates reach

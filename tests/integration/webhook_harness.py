@@ -1,7 +1,8 @@
 """Webhook-mode instances in this process: each one the bot's real Application, its own
-SqliteStore on a shared database file, the claims (bot/claims.py), the webhook handler
-(bot/webhook.py) on the real HTTP server (partnerbot/http.py) on loopback. The fake Bot
-API (tests/fakes/telegram_api) posts updates to them as Telegram would.
+store on a shared database (a SQLite file, or a PostgreSQL URL), the claims
+(bot/claims.py), the webhook handler (bot/webhook.py) on the real HTTP server
+(partnerbot/http.py) on loopback. The fake Bot API (tests/fakes/telegram_api) posts
+updates to them as Telegram would.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from core.policy import BillingPolicy
 from core.ports import Clock, Ledger, LedgerSnapshot, Store
 from core.service import BillingService
 from partnerbot.http import Check, HttpServer, build_http_app
+from storage.base import OperatedStore
+from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
 from tests.fakes.telegram_api import FakeTelegram
 from tests.integration.bot_harness import SUPPORT_ID, UNLIMITED
@@ -63,7 +66,7 @@ class Breakable:
 
 @dataclass
 class Instance:
-    store: SqliteStore
+    store: OperatedStore
     inbox: Breakable  # what the claims write through
     billing: BillingService
     claims: ClaimedUpdates
@@ -87,23 +90,28 @@ class Instance:
 
     async def inbox_rows(self) -> list[tuple[Any, ...]]:
         return await self.store.execute_raw(
-            "SELECT update_id, sender, handled_at IS NOT NULL, claimed_by FROM inbox"
-            " ORDER BY update_id"
+            "SELECT update_id, sender, CASE WHEN handled_at IS NULL THEN 0 ELSE 1 END,"
+            " claimed_by FROM inbox ORDER BY update_id"
         )
 
 
 @contextlib.asynccontextmanager
 async def webhook_instance(
     tg: FakeTelegram,
-    db: Path,
+    db: Path | str,
     clock: Clock,
     *,
     lease: float = 10.0,
     limits: FloodLimits = UNLIMITED,
     name: str | None = None,
 ) -> AsyncIterator[Instance]:
-    """One instance, started as `partnerbot run` starts it in webhook mode."""
-    store = await SqliteStore.open(db, synchronous="NORMAL")
+    """One instance, started as `partnerbot run` starts it in webhook mode. `db`: a
+    SQLite file, or a postgresql:// URL."""
+    store: OperatedStore
+    if isinstance(db, str):
+        store = await PostgresStore.open(db, chain_key=None)
+    else:
+        store = await SqliteStore.open(db, synchronous="NORMAL")
     try:
         billing = BillingService(store, clock, BillingPolicy())
         app = build_application(
