@@ -154,3 +154,48 @@ async def test_sigkill_after_the_answer_before_handling_handles_it_once_after_re
     ]
     assert rows(bot.db, "SELECT COUNT(*) FROM inbox WHERE handled_at IS NULL") == [(0,)]
     assert summary.startswith("ledger ok")
+
+
+async def test_two_running_instances_on_one_file_answer_one_user_in_order(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    async with FakeTelegram() as tg, FakeStripe() as stripe:
+        first, second = WebhookProcess(tmp_path / "a", tg, stripe), WebhookProcess(
+            tmp_path / "b", tg, stripe
+        )
+        second.db = first.db  # one SQLite file, two processes
+        support, owner = tg.user(SUPPORT, "Sam"), tg.user(OWNER, "Olga")
+        try:
+            await first.start()
+            await second.start()
+            # Two connections alternating between the instances, as behind a balancer.
+            tg.start_delivery(
+                first.url + "/telegram/webhook", second.url + "/telegram/webhook",
+                secret=SECRET, connections=2,
+            )
+            await set_up(tg, support, owner)
+            tg.delay("sendMessage", 0.5, chat_id=OWNER)  # the next ones arrive meanwhile
+            seen = len(owner.replies)
+            sent = [int((await owner.send(f"/allocate shop {d}"))["update_id"])
+                    for d in range(1, 9)]
+            await tg.wait_until(
+                lambda: sum(m.text.startswith("Gave") for m in owner.replies[seen:]) == 8,
+                timeout=30, what="eight answers",
+            )
+            await first.stop()
+            await second.stop()
+        finally:
+            for bot in (first, second):
+                if bot.proc is not None and bot.proc.returncode is None:
+                    bot.proc.kill()
+                    await bot.proc.wait()
+        await ledger_verify(first.db)
+
+    gave = [m.text for m in owner.replies[seen:] if m.text.startswith("Gave")]
+    assert [int(text.split()[1]) for text in gave] == list(range(1, 9))
+    targets = {d.target for d in tg.deliveries if d.update_id in sent}
+    assert len(targets) == 2  # both instances received some of them
+    assert rows(first.db, "SELECT key, days FROM transfers WHERE kind = 'allocation'"
+                " ORDER BY id") == [(f"tg:{uid}", d) for d, uid in enumerate(sent, 1)]
