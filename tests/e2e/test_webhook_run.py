@@ -16,12 +16,13 @@ from contextlib import closing
 from pathlib import Path
 
 import aiohttp
+import psycopg
 import pytest
 
 from tests.e2e.test_run import running_bot
 from tests.fakes.stripe_api import FakeStripe
 from tests.fakes.telegram_api import BotMessage, FakeTelegram, FakeUser
-from tests.faults import ledger_verify
+from tests.faults import cli, ledger_verify
 from tests.faults.test_kill_restart import SUPPORT, Process
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -65,8 +66,13 @@ def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
         return list(conn.execute(sql))
 
 
-async def test_a_journey_over_the_webhook_of_a_running_bot(tmp_path: Path) -> None:
-    async with running_bot(tmp_path, None, **WEBHOOK_ENV) as bot:
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+async def test_a_journey_over_the_webhook_of_a_running_bot(
+    tmp_path: Path, engine: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("pg_url") if engine == "postgres" else ""
+    env = {**WEBHOOK_ENV, "PARTNERBOT_DATABASE__URL": url} if url else WEBHOOK_ENV
+    async with running_bot(tmp_path, None, **env) as bot:
         bot.tg.start_delivery(bot.http + "/telegram/webhook", secret=SECRET)
         support, owner = bot.tg.user(SUPPORT, "Sam"), bot.tg.user(OWNER, "Olga")
 
@@ -96,8 +102,15 @@ async def test_a_journey_over_the_webhook_of_a_running_bot(tmp_path: Path) -> No
         log = bot.log.read_text()
         assert SECRET not in log
         assert "no webhook is set with Telegram" in log  # `webhook set` was never run
-        assert rows(bot.db, "SELECT COUNT(*) FROM inbox WHERE handled_at IS NULL") == [(0,)]
-    await ledger_verify(bot.db)
+    unhandled = "SELECT COUNT(*) FROM inbox WHERE handled_at IS NULL"
+    if url:
+        with psycopg.connect(url) as conn:
+            assert conn.execute(unhandled).fetchall() == [(0,)]
+        done = await cli("ledger", "verify", db=bot.db, PARTNERBOT_DATABASE__URL=url)
+        assert done.code == 0 and done.out.startswith("ledger ok"), done.out + done.err
+    else:
+        assert rows(bot.db, unhandled) == [(0,)]
+        await ledger_verify(bot.db)
 
 
 class WebhookProcess(Process):
