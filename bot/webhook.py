@@ -61,10 +61,13 @@ class BadUpdate(ValueError):
     """A body that is not an update we can record."""
 
 
-def read_update(body: bytes) -> tuple[int, dict[str, Any]]:
-    """The update id and the update of a body: a JSON object with an integer update_id."""
+def read_update(body: bytes) -> tuple[int, str, dict[str, Any]]:
+    """The update id, the text and the update of a body: a JSON object, in UTF-8 as
+    Telegram sends it (json.loads alone would take UTF-16 too), with an integer
+    update_id."""
     try:
-        raw = json.loads(body)
+        text = body.decode("utf-8")
+        raw = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadUpdate("body is not JSON") from exc
     if not isinstance(raw, dict):
@@ -74,7 +77,7 @@ def read_update(body: bytes) -> tuple[int, dict[str, Any]]:
         raise BadUpdate("no integer update_id")
     if update_id >= 2**63:
         raise BadUpdate("update_id out of range")
-    return update_id, raw
+    return update_id, text, raw
 
 
 class TelegramWebhook:
@@ -116,7 +119,7 @@ class TelegramWebhook:
         except web.HTTPRequestEntityTooLarge:
             return _bad(413, "body too large")
         try:
-            update_id, raw = read_update(body)
+            update_id, text, raw = read_update(body)
         except BadUpdate as exc:
             return _bad(400, str(exc))
         origin = origin_of_raw(raw)
@@ -128,7 +131,7 @@ class TelegramWebhook:
                 return WebhookResult.LIMITED, _answer(200)
         try:
             recorded = await self.claims.record(
-                update_id, body.decode("utf-8"), None if origin is None else origin.user_id
+                update_id, text, None if origin is None else origin.user_id
             )
         except StorageError as exc:
             log.warning("telegram webhook: update %d not recorded (%s); Telegram will"

@@ -87,6 +87,7 @@ async def test_a_missing_or_wrong_secret_is_refused_counted_and_nothing_is_store
     [
         (b"not json", 400),
         (b"\xff\xfe", 400),
+        ('{"update_id": 5}'.encode("utf-16"), 400),
         (b"[1, 2]", 400),
         (b'{"message": {"text": "/help"}}', 400),
         (b'{"update_id": "7"}', 400),
