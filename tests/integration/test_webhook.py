@@ -25,6 +25,7 @@ import pytest
 from bot.limits import FloodLimits
 from core.inbox import InboxUpdate
 from core.model import TransferKind
+from partnerbot import logs
 from tests.conftest import FakeClock
 from tests.fakes.telegram_api import FakeTelegram, FakeUser
 from tests.integration.bot_harness import SUPPORT_ID
@@ -80,6 +81,20 @@ async def test_a_missing_or_wrong_secret_is_refused_counted_and_nothing_is_store
         assert await a.inbox_rows() == []
         assert a.inbox.writes == writes  # no database work at all
         assert tg.calls_to("sendMessage") == []
+
+
+@pytest.mark.usefixtures("restore_logging")
+async def test_refusals_are_logged_once_a_minute_not_once_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.setup("INFO", "text", [SECRET])
+    async with FakeTelegram() as tg, webhook_instance(tg, tmp_path / "bot.db", FakeClock()) as a:
+        for n in range(1, 21):
+            assert (await a.post(message(n, STRANGER, "/help"), secret="guess"))[0] == 403
+
+    assert a.results == {"refused": 20}  # every one counted
+    assert capsys.readouterr().err.count("wrong secret token") == 1  # a stranger cannot
+    # fill the disk with log lines
 
 
 @pytest.mark.parametrize(
