@@ -228,6 +228,11 @@ class ClaimedUpdates:
                 if not self._sweep_failing:
                     log.warning("inbox sweep failed (retrying every %.1f s): %s", interval, exc)
                 self._sweep_failing = True
+            except Exception:
+                # Not the store's refusal: a bug. Sweeping goes on (a sweeper gone would
+                # let this instance's leases lapse while it still handles their updates).
+                full = False
+                log.exception("inbox sweep failed")
             else:
                 if self._sweep_failing:
                     log.info("inbox sweep works again")
