@@ -64,6 +64,17 @@ async def test_an_update_posted_with_the_secret_is_recorded_handled_and_marked(
         assert a.results == {"recorded": 1}
 
 
+async def test_an_update_from_nobody_is_recorded_without_a_sender_and_handled(
+    tmp_path: Path,
+) -> None:
+    async with FakeTelegram() as tg, webhook_instance(tg, tmp_path / "bot.db", FakeClock()) as a:
+        answer = await a.post({"update_id": 9, "something_new": {"id": 1}})
+        await tg.wait_until(lambda: a.claims.in_hand == 0, what="handled")
+
+        assert answer[0] == 200
+        assert await a.inbox_rows() == [(9, None, 1, None)]
+
+
 @pytest.mark.parametrize(
     ("secret", "status"), [(None, 401), ("wrong", 403), (SECRET + "x", 403), ("", 403)]
 )
