@@ -262,3 +262,26 @@ async def test_an_update_held_by_a_dead_instance_is_handled_once_its_lease_runs_
 
 def _recorded(update: dict[str, Any], now: datetime) -> InboxUpdate:
     return InboxUpdate(update["update_id"], json.dumps(update), now, STRANGER)
+
+
+async def test_a_graceful_stop_releases_what_the_instance_held_for_the_others_at_once(
+    tmp_path: Path,
+) -> None:
+    db, clock = tmp_path / "bot.db", FakeClock()
+    async with FakeTelegram() as tg, webhook_instance(tg, db, clock, name="b") as b:
+        user = tg.user(STRANGER, "Ann", started=True)
+        async with webhook_instance(tg, db, clock, name="a") as a:
+            # Held by "a" (as when its mark failed), which then stops with SIGTERM.
+            now = clock.now()
+            await a.store.write(lambda lg: (
+                lg.add_updates([_recorded(message(80, STRANGER, "/nonsense"), now)]),
+                lg.claim_next_update(STRANGER, "a", now, now + timedelta(seconds=10)),
+            ))
+            b.claims.wake()
+            await user.expect_no_reply(within=0.1)
+
+        b.claims.wake()  # no lease had to run out: the clock has not moved
+
+        assert (await user.wait_reply()).text == UNKNOWN
+        await tg.wait_until(lambda: b.claims.in_hand == 0, what="marked")
+        assert await b.inbox_rows() == [(80, STRANGER, 1, None)]
