@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from partnerbot.cluster import Role
 from partnerbot.http_guard import ConnectionGuard, Dropped, HttpLimits, OnDrop
 from partnerbot.metrics import CONTENT_TYPE
 from payments.webhook import MAX_BODY, StripeWebhook
@@ -35,6 +36,7 @@ class Check:
 
 Healthy = Callable[[], Awaitable[Mapping[str, bool | Check]]]
 MetricsPage = Callable[[], Awaitable[bytes]]
+RoleOf = Callable[[], Role]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 BACKLOG = 128  # connections the kernel queues before we accept them
@@ -42,10 +44,13 @@ MAX_HEADERS = 32  # Stripe sends about ten; a proxy adds a few (aiohttp's defaul
 LINGER = 2.0  # s an unread body is drained after the answer, so the client reads it
 
 
-def build_http_app(webhook: StripeWebhook | None, healthy: Healthy) -> web.Application:
+def build_http_app(
+    webhook: StripeWebhook | None, healthy: Healthy, role: RoleOf | None = None
+) -> web.Application:
     """The public route table. Without a webhook (payments not configured) Stripe's
     deliveries get 503, so Stripe keeps them until payments are set up. Every route's
-    body is bounded by MAX_BODY (`client_max_size`, chunked bodies included)."""
+    body is bounded by MAX_BODY (`client_max_size`, chunked bodies included). `role`:
+    this instance's part among several (/healthz says it; a standby is healthy)."""
 
     async def healthz(request: web.Request) -> web.Response:
         try:
@@ -55,6 +60,8 @@ def build_http_app(webhook: StripeWebhook | None, healthy: Healthy) -> web.Appli
             return web.json_response({"health": "failing"}, status=503)
         parts = {k: v if isinstance(v, Check) else Check(v) for k, v in checks.items()}
         body = {k: "ok" if v.ok else "failing" for k, v in parts.items()}
+        if role is not None:
+            body["role"] = role().value
         causes = [v.cause for v in parts.values() if not v.ok and v.cause]
         if causes:
             body["cause"] = causes[0]
