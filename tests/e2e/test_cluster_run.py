@@ -1,13 +1,15 @@
 """Several `partnerbot run` processes (the console script, configured by environment)
 against one Bot API server on loopback: one owner of a SQLite file; one poller per
 PostgreSQL database; one leader among instances sharing PostgreSQL, and a standby that
-takes over within cluster.failover_seconds when the leader is SIGKILLed."""
+takes over within cluster.failover_seconds when the leader is SIGKILLed, and delivers
+every queued notice exactly once (counted at the fake Bot API)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +18,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from core import notices
+from core.model import Member, Role
+from core.policy import BillingPolicy
+from core.service import BillingService
+from partnerbot.wiring import SystemClock
+from storage.postgres import PostgresStore
 from tests.e2e import clean_env, console_script
 from tests.e2e.test_run import free_port
 from tests.fakes.telegram_api import FakeTelegram
@@ -213,3 +221,82 @@ async def test_the_standby_takes_over_when_the_leader_is_killed(
         assert await standby.leader_metric() == "partnerbot_leader 1.0"
         log = standby.log.read_text()
         assert '"role: leader (took the leader lock)' in log.replace("\\", ""), log[-2000:]
+
+
+MEMBERS = range(700_001, 700_021)
+
+
+def low_balance(balance: int) -> notices.LowBalanceCrossed:
+    return notices.LowBalanceCrossed(balance=balance, threshold=50, running=0, runway=None)
+
+
+async def test_every_queued_notice_is_delivered_once_across_a_failover(
+    dirs: tuple[Path, Path], pg_url: str
+) -> None:
+    webhook = {
+        "PARTNERBOT_DATABASE__URL": pg_url,
+        "PARTNERBOT_TELEGRAM__MODE": "webhook",
+        "PARTNERBOT_TELEGRAM__WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
+    async with FakeTelegram() as tg, AsyncExitStack() as stack:
+        a = await stack.enter_async_context(instance(tg, dirs[0], "a", **webhook))
+        b = await stack.enter_async_context(instance(tg, dirs[1], "b", **webhook))
+        now = await until_roles(
+            (a, b), {("leader", "standby"), ("standby", "leader")}, FAILOVER * 3
+        )
+        leader, standby = (a, b) if now[0] == "leader" else (b, a)
+
+        # The instances share this database: what the test queues, the leader sends.
+        store = await PostgresStore.open(pg_url)
+        stack.push_async_callback(store.close)
+        clock = SystemClock()
+        made = await BillingService(store, clock, BillingPolicy()).create_partner(
+            "Acme", "support:1"
+        )
+        pid = made.partner.id
+        await store.write(lambda lg: [
+            lg.save_member(Member(u, pid, Role.MEMBER, clock.now())) for u in MEMBERS
+        ])
+        users = [tg.user(u, f"M{u}", started=True) for u in MEMBERS]
+
+        async def queue(balance: int) -> None:
+            at = clock.now()
+            await store.write(
+                lambda lg: notices.notify(lg, at, f"e2e:{balance}", pid, low_balance(balance))
+            )
+
+        def received() -> Counter[tuple[int, str]]:
+            return Counter((u.user_id, m.text.split(" days left")[0]) for u in users
+                           for m in u.replies)
+
+        async def until_each_has(count: int) -> None:
+            await tg.wait_until(
+                lambda: min(len(u.replies) for u in users) >= count,
+                timeout=FAILOVER * 6, what=f"{count} notices to each member",
+            )
+
+        await queue(40)  # sent by the leader
+        await until_each_has(1)
+
+        # Telegram fails for a while: the next notice waits in the outbox, and the
+        # leader dies with it queued.
+        tg.fail_server_error("sendMessage", times=None)
+        failed_before = len(tg.calls_to("sendMessage"))
+        await queue(30)
+        await tg.wait_for_call("sendMessage", count=failed_before + 1, timeout=FAILOVER * 3)
+        leader.proc.kill()
+        await leader.proc.wait()
+        await queue(20)  # queued while nobody leads
+        tg.clear_faults()
+
+        await until_each_has(3)
+        assert await standby.role() == "leader"
+        await asyncio.sleep(2.0)  # a duplicate would have come by now (rounds: 1 s)
+        expected = Counter(
+            {(u, f"Low balance: {n}"): 1 for u in MEMBERS for n in (40, 30, 20)}
+        )
+        assert received() == expected
+        [(pending,)] = await store.execute_raw(
+            "SELECT count(*) FROM deliveries WHERE status <> 'sent'"
+        )
+        assert pending == 0
