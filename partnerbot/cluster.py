@@ -30,7 +30,7 @@ Timing budget, F = cluster.failover_seconds:
     poll = F/4, heartbeat = F/5, check_timeout = max(F/10, 0.5),
     grace = heartbeat + check_timeout + F/10,
     after the leader's death: the lock is free at once, taken within `poll`, work starts
-    `grace` later: poll + grace = 0.65 F (0.82 F at F = 3), within F.
+    `grace` later: poll + grace = 0.65 F (0.72 F at F = 3), within F.
 A send already in flight when the connection drops and still unanswered after the
 margin (F/10) may be repeated by the new leader, as after a crash.
 """
@@ -52,6 +52,7 @@ from typing import Protocol
 import psycopg
 
 from core.errors import StorageError
+from storage.files import create_private
 
 log = logging.getLogger("partnerbot.cluster")
 
@@ -158,6 +159,7 @@ class SoleLeadership:
     RETRY = 5.0  # seconds between attempts to start the work while the database fails
 
     def __init__(self, database: Path, on_role: OnRole = _ignore_role) -> None:
+        self.database = database
         self.lock_path = database.with_name(database.name + ".lock")
         self._roles = _Roles(on_role)
         self._fd: int | None = None
@@ -169,7 +171,8 @@ class SoleLeadership:
         return self._roles.current
 
     async def open(self) -> None:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        create_private(self.lock_path)  # 0600 like the database beside it
+        fd = os.open(self.lock_path, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -177,7 +180,7 @@ class SoleLeadership:
             os.close(fd)
             raise CannotStart(
                 f"database.path: another partnerbot run (pid {holder}) is using "
-                f"{self.lock_path.with_suffix('')}; one process owns a SQLite database "
+                f"{self.database}; one process owns a SQLite database "
                 "(several instances need database.url, PostgreSQL)"
             ) from None
         # The holder's pid, for the message above; the lock itself is the kernel's.
@@ -261,6 +264,7 @@ class PgLeadership:
         self._task: asyncio.Task[None] | None = None
         self._duties: Duties | None = None
         self._fenced = asyncio.Event()
+        self._failing = False  # the election connection fails: said once, not every poll
 
     @property
     def role(self) -> Role:
@@ -383,7 +387,11 @@ class PgLeadership:
                     "too", await self._holder(conn, POLLER_KEY),
                 )
         while True:
-            if await self._try_lock(conn, LEADER_KEY):
+            held = await self._try_lock(conn, LEADER_KEY)
+            if self._failing:
+                log.info("leadership: the election connection works again")
+                self._failing = False
+            if held:
                 return conn
             await asyncio.sleep(self.timing.poll)  # polling PostgreSQL: no event to await
 
@@ -407,8 +415,12 @@ class PgLeadership:
             self._roles.become(Role.STANDBY, f"lost the leader lock: {why}")
             assert self._duties is not None
             await self._duties.step_down()
-        else:
-            log.warning("leadership: the election connection failed: %s", why)
+        elif not self._failing:
+            log.warning(
+                "leadership: the election connection failed (%s); retried every %g s",
+                why, self.timing.poll,
+            )
+            self._failing = True
         await self._drop()
         await asyncio.sleep(self.timing.poll)
 
