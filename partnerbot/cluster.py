@@ -97,8 +97,9 @@ class Timing:
 class Duties(Protocol):
     """What the leader does (partnerbot/runner.py: the jobs and the outbox)."""
 
-    async def lead(self) -> None:
-        """Elected: start the work. A StorageError means it could not start."""
+    async def lead(self) -> int:
+        """Elected: start the work; the leader epoch it took (for the log). A
+        StorageError means it could not start."""
         ...
 
     async def step_down(self) -> None:
@@ -142,12 +143,17 @@ class _Roles:
         self.current = Role.STANDBY
         self.on_role = on_role
 
-    def become(self, role: Role, why: str) -> None:
+    def become(self, role: Role, why: str, *, quiet: bool = False) -> None:
+        """Change the role at once; `quiet`: its log line comes later (`say`)."""
         if role is self.current:
             return
         self.current = role
         self.on_role(role)
-        if role is Role.LEADER:
+        if not quiet:
+            self.say(why)
+
+    def say(self, why: str) -> None:
+        if self.current is Role.LEADER:
             log.info("role: leader (%s): this instance runs the jobs and the outbox", why)
         else:
             log.info("role: standby (%s): the jobs and the outbox stop here", why)
@@ -194,9 +200,10 @@ class SoleLeadership:
 
     async def _lead(self, duties: Duties) -> None:
         while True:
-            self._roles.become(Role.LEADER, "the only process on this database")
+            self._roles.become(Role.LEADER, "", quiet=True)
             try:
-                await duties.lead()
+                epoch = await duties.lead()
+                self._roles.say(f"the only process on this database, epoch {epoch}")
                 return
             except StorageError as exc:
                 self._roles.become(Role.STANDBY, f"cannot start the work: {exc}")
@@ -401,8 +408,10 @@ class PgLeadership:
                 conn = await self._compete()
                 self._fenced.clear()
                 await self._grace(conn)
-                self._roles.become(Role.LEADER, "took the leader lock")
-                await duties.lead()
+                # Leading before the work starts: the outbox asks before each message.
+                self._roles.become(Role.LEADER, "", quiet=True)
+                epoch = await duties.lead()
+                self._roles.say(f"took the leader lock, epoch {epoch}")
                 await self._hold(conn)
             except (psycopg.Error, OSError, TimeoutError, _Lost, StorageError) as exc:
                 await self._lost(exc)
@@ -412,7 +421,7 @@ class PgLeadership:
         before competing again."""
         why = _one_line(exc) or type(exc).__name__
         if self._roles.current is Role.LEADER:
-            self._roles.become(Role.STANDBY, f"lost the leader lock: {why}")
+            self._roles.become(Role.STANDBY, f"stopped leading: {why}")
             assert self._duties is not None
             await self._duties.step_down()
         elif not self._failing:

@@ -166,14 +166,14 @@ class LeaderDuties:
         self.services, self.dispatcher, self.catch_up = services, dispatcher, catch_up
         self.scheduler: AsyncIOScheduler | None = None
 
-    async def lead(self) -> None:
+    async def lead(self) -> int:
         now = self.services.clock.now()
         # The fence first: from this commit on, the deposed leader's rounds claim nothing.
         epoch = await self.services.store.write(lambda lg: lg.begin_leadership(now))
-        log.info("leader epoch %d: starting the jobs and the outbox", epoch)
         self.dispatcher.start(epoch)
         self.scheduler = build_scheduler(self.services, self.dispatcher.wake.set, self.catch_up)
         self.scheduler.start()
+        return epoch
 
     async def step_down(self) -> None:
         scheduler, self.scheduler = self.scheduler, None

@@ -67,9 +67,10 @@ class Work:
         self.running = False
         self.leads = 0
 
-    async def lead(self) -> None:
+    async def lead(self) -> int:
         self.running = True
         self.leads += 1
+        return self.leads
 
     async def step_down(self) -> None:
         self.running = False
