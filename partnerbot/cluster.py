@@ -207,7 +207,11 @@ class SoleLeadership:
                 return
             except StorageError as exc:
                 self._roles.become(Role.STANDBY, f"cannot start the work: {exc}")
-                await asyncio.sleep(self.RETRY)
+            except Exception as exc:  # a bug must not leave a leader that does nothing
+                log.exception("leadership: starting the work failed")
+                self._roles.become(Role.STANDBY, f"cannot start the work: {exc}")
+                await duties.step_down()
+            await asyncio.sleep(self.RETRY)
 
     def fenced(self) -> None:
         # Only this process writes the file (the lock says so): an epoch not ours means
@@ -414,6 +418,9 @@ class PgLeadership:
                 self._roles.say(f"took the leader lock, epoch {epoch}")
                 await self._hold(conn)
             except (psycopg.Error, OSError, TimeoutError, _Lost, StorageError) as exc:
+                await self._lost(exc)
+            except Exception as exc:  # a bug must not leave a leader that does nothing
+                log.exception("leadership: unexpected failure; stepping down")
                 await self._lost(exc)
 
     async def _lost(self, exc: BaseException) -> None:
