@@ -276,6 +276,9 @@ class PgLeadership:
         self._duties: Duties | None = None
         self._fenced = asyncio.Event()
         self._failing = False  # the election connection fails: said once, not every poll
+        # Set by close(): psycopg's connect turns a cancellation into an OperationalError,
+        # so the loop must not take that for a failure to retry.
+        self._closing = False
 
     @property
     def role(self) -> Role:
@@ -304,21 +307,41 @@ class PgLeadership:
         )
         return conn
 
+    async def _fetch(
+        self, conn: psycopg.AsyncConnection[tuple[object, ...]], sql: str,
+        params: tuple[int, ...],
+    ) -> tuple[object, ...] | None:
+        """One row, answered within check_timeout; else the connection is closed and
+        TimeoutError raised. Not asyncio.wait_for: cancelling a query makes psycopg ask
+        the server to cancel it, over the very network that does not answer, for up to
+        ten seconds; closing the connection is immediate."""
+
+        async def query() -> tuple[object, ...] | None:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchone()
+
+        task = asyncio.create_task(query())
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.timing.check_timeout)
+        except asyncio.CancelledError:
+            task.add_done_callback(_forget)  # ends when close() closes the connection
+            raise
+        if task in done:
+            return task.result()
+        await conn.close()  # the task then fails (or is cancelled) at once
+        task.add_done_callback(_forget)
+        task.cancel()
+        raise TimeoutError(f"no answer within {self.timing.check_timeout:g} s")
+
     async def _try_lock(
         self, conn: psycopg.AsyncConnection[tuple[object, ...]], key: int
     ) -> bool:
-        cur = await asyncio.wait_for(
-            conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)), self.timing.check_timeout
-        )
-        row = await cur.fetchone()
+        row = await self._fetch(conn, "SELECT pg_try_advisory_lock(%s)", (key,))
         return bool(row and row[0])
 
     async def _holder(self, conn: psycopg.AsyncConnection[tuple[object, ...]], key: int) -> str:
         with contextlib.suppress(psycopg.Error, TimeoutError):
-            cur = await asyncio.wait_for(
-                conn.execute(_HOLDER, _lock_ids(key)), self.timing.check_timeout
-            )
-            row = await cur.fetchone()
+            row = await self._fetch(conn, _HOLDER, _lock_ids(key))
             if row and row[0]:
                 return str(row[0])
         return "another instance"
@@ -357,10 +380,7 @@ class PgLeadership:
     async def _check(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
         """The lock is still ours, answered within check_timeout; else _Lost."""
         try:
-            cur = await asyncio.wait_for(
-                conn.execute(_HOLDING, _lock_ids(LEADER_KEY)), self.timing.check_timeout
-            )
-            row = await cur.fetchone()
+            row = await self._fetch(conn, _HOLDING, _lock_ids(LEADER_KEY))
         except TimeoutError:
             raise _Lost(
                 f"the connection did not answer within {self.timing.check_timeout:g} s"
@@ -407,7 +427,7 @@ class PgLeadership:
             await asyncio.sleep(self.timing.poll)  # polling PostgreSQL: no event to await
 
     async def _run(self, duties: Duties) -> None:
-        while True:
+        while not self._closing:
             try:
                 conn = await self._compete()
                 self._fenced.clear()
@@ -426,6 +446,8 @@ class PgLeadership:
     async def _lost(self, exc: BaseException) -> None:
         """Stop leading at once, then drop the connection (and so the lock); wait a poll
         before competing again."""
+        if self._closing:
+            return  # close() steps down and drops the connection itself
         why = _one_line(exc) or type(exc).__name__
         if self._roles.current is Role.LEADER:
             self._roles.become(Role.STANDBY, f"stopped leading: {why}")
@@ -448,6 +470,7 @@ class PgLeadership:
 
     async def close(self) -> None:
         """Stop the work first, then release the lock (closing the connection)."""
+        self._closing = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()  # the connection stays open (and the lock held) until below
@@ -457,6 +480,12 @@ class PgLeadership:
             self._roles.become(Role.STANDBY, "stopping")
             await self._duties.step_down()
         await self._drop()
+
+
+def _forget(task: asyncio.Task[tuple[object, ...] | None]) -> None:
+    """An abandoned query's outcome (the error of its closed connection): expected."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _one_line(exc: BaseException) -> str:
