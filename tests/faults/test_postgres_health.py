@@ -25,7 +25,6 @@ from tests.faults import free_port
 from tests.faults.pg_proxy import PgProxy, proxied
 from tests.faults.test_storage_failures import (
     CREATED,
-    OWNER,
     PROBE_SECONDS,
     SUPPORT,
     Running,
