@@ -26,8 +26,14 @@ The raw loop also computes the transfer digest and the outcome JSON, so its file
 `ledger verify` too (checked at the end: proof the work is the same).
 
 Both run at synchronous=FULL (the default) and NORMAL, rounds interleaved, after a warm-up;
-the figure per cell is the median of the rounds. The last line printed is
-`ledger_vs_sqlite3: <ours/raw at FULL>`.
+the figure per cell is the median of the rounds.
+
+Then the same on PostgreSQL (bench/ledger_pg.py): PostgresStore against raw psycopg doing
+the same transaction in the same run, on `--database URL`, else on a throwaway server
+started from the machine's PostgreSQL binaries (`--no-postgres` skips it). The last two
+lines printed are `ledger_vs_raw_postgres: <ours/raw>` (or why it was not measured) and
+`ledger_vs_sqlite3: <ours/raw at FULL>`: each a ratio against a baseline measured in the
+same run.
 """
 
 from __future__ import annotations
@@ -350,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ops", type=int, help="allocations per round (default 1500, quick 300)")
     parser.add_argument("--breakdown", action="store_true", help="also time ours in parts: "
                         "the use case without the database thread, and one round trip to it")
+    parser.add_argument("--database", metavar="URL", help="PostgreSQL database to measure "
+                        "on (migrated and written to); default: a throwaway server")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--dir", type=Path, help="where the database files go (default: a "
                         "temporary directory; use a directory on the disk you care about)")
     args = parser.parse_args(argv)
@@ -404,7 +413,20 @@ def main(argv: list[str] | None = None) -> int:
                       f"raw {1e6 / cells[sync]['raw']:,.0f} us/op")
             print()
         print("both files of each cell pass `ledger verify` (same work, valid chain)")
-        print(f"took {time.perf_counter() - started:.1f} s")
+        print()
+    pg_ratio: float | None = None
+    if not args.no_postgres:
+        import ledger_pg  # bench/ beside this file; psycopg and a server only when asked
+
+        with ledger_pg.server(args.database) as url:
+            if url is not None:
+                pg_ratio = ledger_pg.report(url, rounds, ops, warmup)
+        print()
+    print(f"took {time.perf_counter() - started:.1f} s")
+    if pg_ratio is not None:
+        print(f"ledger_vs_raw_postgres: {pg_ratio:.2f}")
+    elif not args.no_postgres:
+        print("ledger_vs_raw_postgres: not measured (no PostgreSQL here)")
     ratio = cells["FULL"]["ours"] / cells["FULL"]["raw"]
     print(f"ledger_vs_sqlite3: {ratio:.2f}")
     return 0

@@ -5,10 +5,13 @@ Statements raise core.errors.StorageError (a refused constraint or trigger says
 psycopg error.
 
 A refused statement undoes itself alone, as on SQLite, so a use case may catch the
-refusal and carry on (the Ledger port's contract). PostgreSQL would abandon the whole
-transaction instead, so inside a transaction each statement that writes runs between
-`SAVEPOINT` and `RELEASE`, sent with it in one pipeline (one round trip, not three); a
-refusal rolls back to the savepoint. Reads cannot be refused and run as they are.
+refusal and carry on (the Ledger port's contract), whereas PostgreSQL abandons the whole
+transaction. Refusals are rare (the use cases check first; constraints and triggers are
+the backstop), so statements run bare, and a write that fails marks the connection
+`refused`: the store then rolls the transaction back and runs the use case again with
+`savepoints=True`, where each write runs between SAVEPOINT and RELEASE (sent with it in
+one pipeline: one round trip, not three) and a refusal rolls back to its savepoint.
+Reads cannot be refused and always run as they are.
 """
 
 from __future__ import annotations
@@ -76,10 +79,12 @@ class PgConnection:
     """A psycopg connection whose statements take `?` placeholders and raise
     StorageError. A statement without arguments goes as written (no `%` escaping)."""
 
-    __slots__ = ("raw",)
+    __slots__ = ("raw", "refused", "savepoints")
 
-    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+    def __init__(self, raw: psycopg.Connection[Any], *, savepoints: bool = False) -> None:
         self.raw = raw
+        self.savepoints = savepoints  # a savepoint around each write in a transaction
+        self.refused = False  # a write failed bare: the transaction is abandoned
 
     @property
     def dialect(self) -> Dialect:
@@ -92,8 +97,14 @@ class PgConnection:
             if not args:
                 return raw.execute(sql)
             query, writes = pg_statement(sql)
-            if not writes or raw.info.transaction_status != TransactionStatus.INTRANS:
+            if not writes:
                 return raw.execute(query, args)
+            if not self.savepoints or raw.info.transaction_status != TransactionStatus.INTRANS:
+                try:
+                    return raw.execute(query, args)
+                except psycopg.Error:
+                    self.refused = True
+                    raise
             wrapped = True
             with raw.pipeline():
                 raw.execute("SAVEPOINT statement")
@@ -111,8 +122,15 @@ class PgConnection:
         cur = raw.cursor()
         wrapped = False
         try:
-            if not writes or raw.info.transaction_status != TransactionStatus.INTRANS:
+            if not writes:
                 cur.executemany(query, args)
+                return cur
+            if not self.savepoints or raw.info.transaction_status != TransactionStatus.INTRANS:
+                try:
+                    cur.executemany(query, args)
+                except psycopg.Error:
+                    self.refused = True
+                    raise
                 return cur
             wrapped = True
             raw.execute("SAVEPOINT statement")

@@ -33,6 +33,7 @@ import asyncio
 import logging
 import random
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import conninfo
 from psycopg.pq import TransactionStatus
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from core.errors import StorageError
 from core.ports import Ledger, LedgerSnapshot
@@ -67,13 +68,21 @@ BACKOFF_S = 0.02  # first pause before a retry; doubled each time, with jitter
 
 
 class Mode(Enum):
-    """How a unit of work's transaction begins."""
+    """How a unit of work's transaction begins: one simple query (one round trip)."""
 
-    WRITE = ("BEGIN ISOLATION LEVEL READ COMMITTED",
-             f"SELECT pg_advisory_xact_lock({LEDGER_WRITE_KEY})")
+    WRITE = (
+        "BEGIN ISOLATION LEVEL READ COMMITTED;"
+        f" SELECT pg_advisory_xact_lock({LEDGER_WRITE_KEY})"
+    )
     # A write outside the ledger (the heartbeat, operator statements): no ledger lock.
-    PLAIN = ("BEGIN ISOLATION LEVEL READ COMMITTED",)
-    READ = ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",)
+    PLAIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+    READ = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+
+# A connection back from the pool after resting longer than this is checked with a
+# round trip before use (a server restart or a dropped link shows there); one in steady
+# use is not, and if it died after all the use case runs again on another (_may_retry).
+CHECK_AFTER_IDLE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,15 @@ class PgOptions:
     connect_timeout_s: int = 5
     statement_timeout_ms: int = 30_000
     idle_in_transaction_ms: int = 60_000
-    acquire_timeout_s: float = 10.0  # wait for a free connection from the pool
+    acquire_timeout_s: float = 5.0  # wait for a connection from the pool
+    # Once the server is known to be out of reach, a call waits this long at most for a
+    # connection (the pool keeps reconnecting behind it), so the bot answers at once
+    # instead of after acquire_timeout_s per attempt; the first success ends it.
+    unreachable_wait_s: float = 1.0
+    # The pool gives up a series of reconnection attempts (1 s, 2 s, 4 s ... apart) after
+    # this long and starts a fresh one on the next request: it bounds how long after the
+    # server is back the first connection waits.
+    reconnect_timeout_s: float = 10.0
 
 
 def display_url(url: str) -> str:
@@ -112,8 +129,11 @@ class PostgresStore:
         executor: ThreadPoolExecutor,
         url: str,
         chain_key: bytes | None,
+        options: PgOptions | None = None,
     ) -> None:
         self._pool = pool
+        self._options = options or PgOptions()
+        self._unreachable = False  # the last call could not reach the server
         self._executor = executor
         self.url = display_url(url)  # no password: safe to print
         self._chain_key = chain_key
@@ -142,9 +162,10 @@ class PostgresStore:
             open=False,
             name="partnerbot",
             timeout=opts.acquire_timeout_s,
+            reconnect_timeout=opts.reconnect_timeout_s,
             # A connection the server dropped while it sat in the pool is replaced
             # before a use case gets it (an empty query: one round trip).
-            check=ConnectionPool.check_connection,
+            check=_Rested(CHECK_AFTER_IDLE_S),
             kwargs={
                 "autocommit": True,  # transactions are begun and ended explicitly
                 "connect_timeout": opts.connect_timeout_s,
@@ -159,7 +180,7 @@ class PostgresStore:
             await asyncio.to_thread(pool.close)
             raise StorageError(f"database: cannot connect to {shown}: {exc}") from exc
         executor = ThreadPoolExecutor(max_workers=opts.max_size, thread_name_prefix="pg")
-        store = cls(pool, executor, url, chain_key)
+        store = cls(pool, executor, url, chain_key, opts)
         try:
             applied = await store._call(Mode.PLAIN, migrate_postgres, managed=False)
             if applied:
@@ -210,18 +231,32 @@ class PostgresStore:
 
     def _once(self, mode: Mode, work: Callable[[PgConnection], T], managed: bool) -> T:
         try:
-            raw = self._pool.getconn()
+            raw = self._pool.getconn(
+                self._options.unreachable_wait_s if self._unreachable
+                else self._options.acquire_timeout_s
+            )
         except psycopg.Error as exc:
+            self._unreachable = unreachable(exc)
             raise translated(exc) from exc
-        conn = PgConnection(raw)
+        self._unreachable = False
         try:
             if not managed:
-                return work(conn)
-            for statement in mode.value:
-                conn.execute(statement)
-            result = work(conn)
+                return work(PgConnection(raw))
+            conn = PgConnection(raw)
             try:
-                raw.execute("COMMIT")
+                result = self._transaction(mode, work, conn)
+            except BaseException:
+                if not conn.refused:
+                    raise
+            if conn.refused:
+                # A write was refused bare, and the transaction with it: the use case
+                # runs again with a savepoint per write, so the refusal undoes only
+                # itself and the use case sees exactly what SQLite would show it.
+                _rollback(raw)
+                result = self._transaction(mode, work, PgConnection(raw, savepoints=True))
+            try:
+                # Never a prepared statement: the text on the wire says what it is.
+                raw.execute("COMMIT", prepare=False)
             except psycopg.Error as exc:
                 if raw.broken or raw.closed:
                     raise _Unknown(
@@ -232,7 +267,13 @@ class PostgresStore:
             return result
         finally:
             _rollback(raw)
+            _RESTED_AT[raw] = time.monotonic()
             self._pool.putconn(raw)
+
+    @staticmethod
+    def _transaction(mode: Mode, work: Callable[[PgConnection], T], conn: PgConnection) -> T:
+        conn.execute(mode.value)
+        return work(conn)
 
     # -- core.ports.Store ----------------------------------------------------------------
 
@@ -317,6 +358,26 @@ class PostgresStore:
         await asyncio.to_thread(self._pool.close)
 
 
+_RESTED_AT: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class _Rested:
+    """The pool's `check`: ConnectionPool.check_connection (an empty query), but only
+    for a connection that rested in the pool for `after` seconds or more."""
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+
+    def __call__(self, conn: psycopg.Connection[Any]) -> None:
+        rested = _RESTED_AT.get(conn)
+        if conn.closed or conn.broken or rested is None or (
+            time.monotonic() - rested >= self.after
+        ):
+            ConnectionPool.check_connection(conn)
+
+
 def _has_rows(cur: object) -> bool:
     return getattr(cur, "description", None) is not None
 
@@ -336,4 +397,6 @@ def _may_retry(exc: StorageError) -> bool:
     """A conflict, or a connection that broke before COMMIT was sent: nothing of the
     transaction landed, so running it again is safe."""
     cause = exc.__cause__
+    if isinstance(cause, PoolTimeout):
+        return False  # the pool already waited its timeout for a connection: no more
     return isinstance(cause, CONFLICTS) or (cause is not None and unreachable(cause))

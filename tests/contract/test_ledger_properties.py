@@ -51,8 +51,10 @@ from core.policy import BillingPolicy
 from core.ports import LedgerSnapshot, Store
 from core.service import BillingService
 from storage.memory import MemoryStore
+from storage.postgres import PgOptions, PostgresStore
 from storage.sqlite import SqliteStore
 from tests.conftest import FakeClock
+from tests.pg_server import PgServer
 
 T = TypeVar("T")
 DAY = timedelta(days=1)
@@ -121,13 +123,21 @@ def refund_due(days: int, amount: int, refunded_amount: int) -> int:
 
 class LedgerMachine(RuleBasedStateMachine):
     store_kind: ClassVar[str] = "memory"
+    pg_server: ClassVar[PgServer | None] = None  # set by the PostgreSQL test
 
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.tmp: str | None = None
+        self.pg_url: str | None = None
         self.store: Store
-        if self.store_kind == "sqlite":
+        if self.store_kind == "postgres":
+            assert self.pg_server is not None
+            self.pg_url = self.pg_server.create_database()  # a fresh database per example
+            self.store = self.run(
+                PostgresStore.open(self.pg_url, options=PgOptions(min_size=1, max_size=4))
+            )
+        elif self.store_kind == "sqlite":
             self.tmp = tempfile.mkdtemp(prefix="ledger-properties-")
             self.store = self.run(
                 SqliteStore.open(Path(self.tmp) / "ledger.db", synchronous="NORMAL")
@@ -172,10 +182,12 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
-            if isinstance(self.store, SqliteStore):
+            if isinstance(self.store, SqliteStore | PostgresStore):
                 self.run(self.store.close())
         finally:
             self.loop.close()
+            if self.pg_url is not None and self.pg_server is not None:
+                self.pg_server.drop_database(self.pg_url)
             if self.tmp is not None:
                 shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -386,6 +398,10 @@ class SqliteLedgerMachine(LedgerMachine):
     store_kind = "sqlite"
 
 
+class PostgresLedgerMachine(LedgerMachine):
+    store_kind = "postgres"
+
+
 def _settings(examples: int, steps: int) -> settings:
     return settings(
         max_examples=examples,
@@ -402,3 +418,11 @@ def test_random_operations_keep_every_ledger_invariant_in_the_memory_store() -> 
 @pytest.mark.slow
 def test_random_operations_keep_every_ledger_invariant_in_sqlite() -> None:
     run_state_machine_as_test(SqliteLedgerMachine, settings=_settings(60, 40))
+
+
+@pytest.mark.slow
+def test_random_operations_keep_every_ledger_invariant_in_postgresql(
+    pg_server: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(PostgresLedgerMachine, "pg_server", pg_server)
+    run_state_machine_as_test(PostgresLedgerMachine, settings=_settings(30, 40))
