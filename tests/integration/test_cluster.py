@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import psycopg
@@ -31,6 +30,7 @@ from partnerbot.cluster import (
 )
 from partnerbot.http import build_http_app
 from partnerbot.metrics import Metrics
+from tests.faults.pg_proxy import PgProxy
 
 FAILOVER = 4.0  # cluster.failover_seconds for these tests (the default is 10)
 TIMING = Timing.for_failover(FAILOVER)
@@ -282,57 +282,13 @@ async def test_healthz_and_the_leader_metric_say_each_role(pg_url: str) -> None:
             await leadership.close()
 
 
-class Proxy:
-    """A loopback TCP proxy to the database that can go silent (a network partition:
-    nothing answers, nothing is closed) and then cut its connections."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.flowing = asyncio.Event()
-        self.flowing.set()
-        self.writers: list[asyncio.StreamWriter] = []
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                await self.flowing.wait()
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        self.writers += [writer, up_writer]
-        await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
-
-    def cut(self) -> None:
-        for w in self.writers:
-            w.close()
-
-    async def close(self) -> None:
-        self.flowing.set()
-        self.cut()
-        if self.server is not None:
-            self.server.close()
-
-
 async def test_a_leader_cut_off_from_the_database_stops_before_the_other_starts(
     pg_url: str,
 ) -> None:
-    parts = urlsplit(pg_url)
-    proxy = Proxy(int(parts.port or 5432))
-    port = await proxy.start()
-    via_proxy = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{port}"))
     timeline = Timeline()
-    cut_off = PgLeadership(via_proxy, TIMING, timeline.recorder("cut"), name="cut")
+    proxy = PgProxy(pg_url)
+    proxy.start()
+    cut_off = PgLeadership(proxy.url, TIMING, timeline.recorder("cut"), name="cut")
     other = PgLeadership(pg_url, TIMING, timeline.recorder("other"), name="other")
     cut_work, other_work = Work("cut", timeline), Work("other", timeline)
     try:
@@ -342,7 +298,7 @@ async def test_a_leader_cut_off_from_the_database_stops_before_the_other_starts(
         await other.open()
         other.start(other_work)
 
-        proxy.flowing.clear()  # partition: the leader's checks go unanswered
+        proxy.go_silent()  # a partition: the leader's checks go unanswered
         silent = time.monotonic()
         await until(lambda: cut_off.role is Role.STANDBY, FAILOVER)
         assert not cut_work.running
@@ -352,12 +308,12 @@ async def test_a_leader_cut_off_from_the_database_stops_before_the_other_starts(
         assert timeline.leading_spans("cut", time.monotonic())[0][1] - silent <= (
             TIMING.heartbeat + TIMING.check_timeout + 0.5
         )
-        proxy.cut()
+        proxy.cut()  # the connection ends at last: the server frees the lock
         await until(lambda: other_work.running, FAILOVER * 2)
         [(_, old_ended)] = timeline.leading_spans("cut", time.monotonic())
         [(new_began, _)] = timeline.leading_spans("other", time.monotonic())
         assert old_ended < new_began, timeline.events
     finally:
-        await proxy.close()
+        proxy.stop()
         await other.close()
         await cut_off.close()
