@@ -39,6 +39,14 @@ pytestmark = [
 ]
 
 
+def parts(health: dict[str, str]) -> dict[str, str]:
+    """/healthz without the instance's role, checked here: on PostgreSQL it is standby
+    until elected (a grace after start) and again while the database is out of reach."""
+    role = health.pop("role")
+    assert role in ("leader", "standby"), role
+    return health
+
+
 @contextlib.asynccontextmanager
 async def running_on(tmp_path: Path, proxy: PgProxy) -> AsyncIterator[Running]:
     async with FakeTelegram() as tg:
@@ -76,12 +84,12 @@ async def test_postgresql_out_of_reach_is_reported_and_recovered_without_a_resta
         async with running_on(tmp_path, proxy) as r:
             assert r.services.store.engine is Engine.POSTGRES
             owner = await r.owner()
-            assert await r.health(200) == {"database": "ok", "bot": "ok"}
+            assert parts(await r.health(200)) == {"database": "ok", "bot": "ok"}
 
             proxy.cut()
             caplog.clear()
             body = await r.health(503)
-            assert body == {"database": "failing", "cause": "unreachable", "bot": "ok"}
+            assert parts(body) == {"database": "failing", "cause": "unreachable", "bot": "ok"}
 
             reply = await ask(owner, "/newchannel shop")
             apology = APOLOGY.match(reply.text)
@@ -92,6 +100,6 @@ async def test_postgresql_out_of_reach_is_reported_and_recovered_without_a_resta
             assert status == 200 and "partnerbot_storage_healthy 0.0" in page
 
             proxy.restore()
-            assert await r.health(200) == {"database": "ok", "bot": "ok"}
+            assert parts(await r.health(200)) == {"database": "ok", "bot": "ok"}
             reply = await ask(owner, "/newchannel shop")
             assert CREATED.match(reply.text), reply.text
