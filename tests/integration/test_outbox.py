@@ -525,22 +525,21 @@ async def test_a_deposed_leaders_round_claims_and_sends_nothing(
 async def test_a_leader_deposed_mid_round_sends_no_more(rig: Rig) -> None:
     pid = await rig.partner("Acme", (101, 102, 103, 104))
     await rig.notify(pid)
-    leading = [True]
-    sent: list[int] = []
+    asked: list[bool] = []
 
     def still_leading() -> bool:
-        # Deposed once the first message of the round has gone out.
-        sent.extend(c["chat_id"] for c in rig.tg.calls_to("sendMessage")[len(sent):])
-        if sent:
-            leading[0] = False
-        return leading[0]
+        # Asked once as the round starts, then before each message: deposed after the
+        # first message of the round has been let through.
+        asked.append(len(asked) < 2)
+        return asked[-1]
 
     epoch = await rig.store.write(lambda lg: lg.begin_leadership(T0))
-    d = rig.dispatcher(per_second=1, per_chat_interval=0, leading=still_leading)
+    d = rig.dispatcher(per_chat_interval=0, leading=still_leading)
     d.epoch = epoch
 
     await d.run_once()
 
+    assert asked == [True, True, False, False, False]  # asked before every message
     assert len(rig.tg.calls_to("sendMessage")) == 1
     assert await rig.statuses() == {"sent": 1, "pending": 3}  # left for the next leader
     follower = rig.dispatcher(per_chat_interval=0)
