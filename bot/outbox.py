@@ -14,6 +14,10 @@ is tried again then (a 429 never makes a message give up). A user who blocked th
 (403) is marked unreachable and the message is not retried; network trouble and 5xx
 are retried with exponential backoff for up to GIVE_UP_AFTER. Backoff and retry
 instants are on the store's clock (the tests' FakeClock moves them).
+
+Several instances (partnerbot/cluster.py): only the leader runs a dispatcher. It claims
+each round's deliveries under its leader epoch (none once a later leader has begun) and
+asks `leading()` before each message, so a deposed leader sends nothing more.
 """
 
 from __future__ import annotations
@@ -44,6 +48,14 @@ PER_CHAT_INTERVAL = 1.0  # seconds between two messages to one chat
 GIVE_UP_AFTER = timedelta(days=2)  # transient errors: retried until the notice is this old
 STOP_GRACE = 5.0  # seconds stop() lets the round in hand finish
 STORAGE_BACKOFF_CAP = 60.0  # seconds between rounds at most while the database fails
+
+
+def _always() -> bool:
+    return True
+
+
+def _nothing() -> None:
+    pass
 
 
 def backoff(attempts: int) -> timedelta:
@@ -90,8 +102,14 @@ class Dispatcher:
         per_second: int = PER_SECOND,
         per_chat_interval: float = PER_CHAT_INTERVAL,
         monotonic: Callable[[], float] = time.monotonic,
+        leading: Callable[[], bool] = _always,
+        on_fenced: Callable[[], None] = _nothing,
     ) -> None:
+        """`leading`: whether this instance still leads, asked before each message;
+        `on_fenced`: told when a round found a later leader epoch than `start`'s."""
         self.bot, self.store, self.clock, self.tz = bot, store, clock, tz
+        self.leading, self.on_fenced = leading, on_fenced
+        self.epoch: int | None = None  # the leader epoch rounds claim under (None: no fence)
         self.support_ids = list(support_ids)
         self.interval = interval
         self.per_chat_interval = per_chat_interval
@@ -117,6 +135,8 @@ class Dispatcher:
             await self._finish(delivery, sent=False, error=f"undecodable: {exc}")
             return
         await self._pace.slot()
+        if not self.leading():
+            return  # deposed while this round waited: the next leader sends it
         self._last_to[delivery.user_id] = self.monotonic()
         try:
             await self.bot.send_message(delivery.user_id, text)
@@ -180,13 +200,27 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """Expand new notices and send what is due; returns deliveries attempted."""
+        if not self.leading():
+            return 0
         now = self.clock.now()
-        await self.store.write(lambda lg: lg.expand_notices(self.support_ids, now))
+        limit = BATCH * LOOKAHEAD
         if self._paused_until is not None:
             if now < self._paused_until:
-                return 0
-            self._paused_until = None
-        due = await self.store.read(lambda lg: lg.due_deliveries(now, BATCH * LOOKAHEAD))
+                limit = 0  # a 429 pauses sending: notices are still expanded
+            else:
+                self._paused_until = None
+        epoch = self.epoch
+        due = await self.store.write(
+            lambda lg: lg.claim_deliveries(epoch, self.support_ids, now, limit)
+        )
+        if due is None:
+            log.warning(
+                "outbox: leader epoch %s is over (a later leader has begun); this "
+                "instance sends nothing more", epoch,
+            )
+            self._stopping.set()  # no round of this epoch can claim anything again
+            self.on_fenced()
+            return 0
         chosen = self._pick(due)
         # Different chats in parallel, paced within Telegram's limits.
         await asyncio.gather(*(self._send(d) for d in chosen))
@@ -233,7 +267,9 @@ class Dispatcher:
                 await asyncio.wait_for(self.wake.wait(), wait)
             self.wake.clear()
 
-    def start(self) -> None:
+    def start(self, epoch: int | None = None) -> None:
+        """Run rounds in the background, claiming under leader `epoch` (None: no fence)."""
+        self.epoch = epoch
         self._stopping = asyncio.Event()
         self._task = asyncio.create_task(self._loop(), name="outbox")
 

@@ -193,6 +193,19 @@ class Ledger(Protocol):
         """Sent; or failed for good (retry_at None); or to be retried at retry_at."""
         ...
 
+    # leadership (partnerbot/cluster.py): the fence between a leader and the one before
+    def begin_leadership(self, at: datetime) -> int:
+        """Take the next leader epoch and return it: from now on only a claim under it
+        claims deliveries (a deposed leader's claims claim nothing)."""
+        ...
+    def claim_deliveries(
+        self, epoch: int | None, support_ids: Sequence[int], now: datetime, limit: int
+    ) -> list[Delivery] | None:
+        """As the leader of `epoch`: expand new notices, return up to `limit` due
+        deliveries. None, and nothing written, when a later epoch has begun (this leader
+        was deposed). `epoch` None: no fence (a dispatcher outside `run`, the tests)."""
+        ...
+
     # the update inbox (core/inbox.py)
     def add_updates(self, updates: Sequence[InboxUpdate]) -> list[int]:
         """Record the updates not recorded before; the ids of those newly recorded (a

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from partnerbot.cluster import Role
 from partnerbot.http_guard import ConnectionGuard, Dropped, HttpLimits, OnDrop
 from partnerbot.metrics import CONTENT_TYPE
 from payments.webhook import MAX_BODY, StripeWebhook
@@ -37,6 +38,7 @@ class Check:
 
 Healthy = Callable[[], Awaitable[Mapping[str, bool | Check]]]
 MetricsPage = Callable[[], Awaitable[bytes]]
+RoleOf = Callable[[], Role]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 BACKLOG = 128  # connections the kernel queues before we accept them
@@ -45,10 +47,14 @@ LINGER = 2.0  # s an unread body is drained after the answer, so the client read
 
 
 def build_http_app(
-    webhook: StripeWebhook | None, healthy: Healthy, telegram: Handler | None = None
+    webhook: StripeWebhook | None,
+    healthy: Healthy,
+    role: RoleOf | None = None,
+    telegram: Handler | None = None,
 ) -> web.Application:
     """The public route table. Without a webhook (payments not configured) Stripe's
-    deliveries get 503, so Stripe keeps them until payments are set up. `telegram`:
+    deliveries get 503, so Stripe keeps them until payments are set up. `role`: this
+    instance's part among several (/healthz says it; a standby is healthy). `telegram`:
     the handler of POST /telegram/webhook (webhook mode; polling mode has no such
     route). Every route's body is bounded by MAX_BODY (`client_max_size`, chunked
     bodies included)."""
@@ -61,6 +67,8 @@ def build_http_app(
             return web.json_response({"health": "failing"}, status=503)
         parts = {k: v if isinstance(v, Check) else Check(v) for k, v in checks.items()}
         body = {k: "ok" if v.ok else "failing" for k, v in parts.items()}
+        if role is not None:
+            body["role"] = role().value
         causes = [v.cause for v in parts.values() if not v.ok and v.cause]
         if causes:
             body["cause"] = causes[0]

@@ -117,6 +117,11 @@ class Metrics:
             "Scrapes whose figures could not be read from the database",
             registry=self.registry,
         )
+        self.leader = Gauge(
+            "partnerbot_leader",
+            "1 while this instance is the leader (runs the jobs and the outbox), else 0",
+            registry=self.registry,
+        )
         self._figures = _StoreFigures()
         self.registry.register(self._figures)
         self._stats_failing = False

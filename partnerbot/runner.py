@@ -1,6 +1,9 @@
 """`partnerbot run`: the bot (long polling, or Telegram's webhook in webhook mode), the
 HTTP server (Stripe webhook, health), the notice dispatcher and the job scheduler, in one
-event loop until SIGINT or SIGTERM."""
+event loop until SIGINT or SIGTERM.
+
+Every instance serves HTTP; only the leader (partnerbot/cluster.py) runs the dispatcher
+and the jobs (LeaderDuties), started on election and stopped on deposition."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import asyncio
 import logging
 import resource
 import signal
+from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from telegram.error import InvalidToken, NetworkError, TelegramError
@@ -21,6 +25,15 @@ from bot.outbox import Dispatcher
 from bot.poller import DurablePoller, WebhookIsSet
 from bot.webhook import TelegramWebhook
 from core.payments import EventHandled
+from partnerbot.cluster import (
+    CannotStart,
+    Leadership,
+    OnRole,
+    PgLeadership,
+    Role,
+    SoleLeadership,
+    Timing,
+)
 from partnerbot.config import Settings
 from partnerbot.http import Check, HttpServer, build_http_app, build_metrics_app
 from partnerbot.http_guard import HttpLimits
@@ -53,6 +66,7 @@ def http_server(
     app: Application,  # type: ignore[type-arg]
     feed: Feed,
     metrics: Metrics,
+    leadership: Leadership,
     telegram: TelegramWebhook | None = None,
 ) -> HttpServer:
     webhook = None
@@ -71,7 +85,11 @@ def http_server(
 
     s = settings.server
     return HttpServer(
-        build_http_app(webhook, healthy, telegram.handle if telegram else None), s.host, s.port,
+        build_http_app(
+            webhook, healthy, lambda: leadership.role,
+            telegram=telegram.handle if telegram else None,
+        ),
+        s.host, s.port,
         http_limits(settings, s.max_connections),
         on_drop=lambda why: metrics.http_dropped.labels(reason=why.value).inc(),
     )
@@ -139,6 +157,42 @@ async def listen(server: HttpServer, key: str) -> None:
         ) from exc
 
 
+def leadership_for(settings: Settings, on_role: OnRole) -> Leadership:
+    """SQLite: this process owns the file and leads. PostgreSQL: an election."""
+    url = settings.database.url
+    if url is None:
+        return SoleLeadership(settings.database.path, on_role)
+    return PgLeadership(
+        url.get_secret_value(), Timing.for_failover(settings.cluster.failover_seconds),
+        on_role, exclusive_poller=settings.telegram.mode == "polling",
+    )
+
+
+class LeaderDuties:
+    """What only the leader runs: the notice dispatcher and the job schedule."""
+
+    def __init__(
+        self, services: Services, dispatcher: Dispatcher, catch_up: timedelta | None
+    ) -> None:
+        self.services, self.dispatcher, self.catch_up = services, dispatcher, catch_up
+        self.scheduler: AsyncIOScheduler | None = None
+
+    async def lead(self) -> int:
+        now = self.services.clock.now()
+        # The fence first: from this commit on, the deposed leader's rounds claim nothing.
+        epoch = await self.services.store.write(lambda lg: lg.begin_leadership(now))
+        self.dispatcher.start(epoch)
+        self.scheduler = build_scheduler(self.services, self.dispatcher.wake.set, self.catch_up)
+        self.scheduler.start()
+        return epoch
+
+    async def step_down(self) -> None:
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None and scheduler.running:
+            scheduler.shutdown(wait=False)  # a job in hand finishes; it is keyed
+        await self.dispatcher.stop()  # sends nothing more: it asks before each message
+
+
 class Runtime:
     """Everything `run` starts, started in order and stopped in reverse."""
 
@@ -186,13 +240,24 @@ class Runtime:
                 self.app, services.store, services.clock, allowed_updates=ALLOWED_UPDATES,
                 raw=deps.raw_updates,
             )
-        self.server = http_server(settings, services, self.app, self.feed, metrics, telegram)
+        self.leadership = leadership = leadership_for(
+            settings, lambda role: metrics.leader.set(int(role is Role.LEADER))
+        )
+        self.server = http_server(
+            settings, services, self.app, self.feed, metrics, leadership, telegram
+        )
         self.metrics_server = metrics_server(settings, services, metrics)
         self.dispatcher = Dispatcher(
             self.app.bot, services.store, services.clock, settings.telegram.tzinfo,
             settings.access.support_user_ids,
+            leading=lambda: leadership.role is Role.LEADER, on_fenced=leadership.fenced,
         )
-        self.scheduler: AsyncIOScheduler | None = None
+        # A new leader of several runs the jobs that fell due while nobody led.
+        catch_up = (
+            None if settings.database.url is None
+            else timedelta(seconds=2 * settings.cluster.failover_seconds)
+        )
+        self.duties = LeaderDuties(services, self.dispatcher, catch_up)
         self.health_watch = HealthWatch(services.store, settings.database.health_probe_seconds)
 
     def bot_username(self) -> str | None:
@@ -202,6 +267,10 @@ class Runtime:
 
     async def start(self) -> None:
         check_file_limit(self.settings)
+        try:
+            await self.leadership.open()  # a second owner of the file, or poller: refused
+        except CannotStart as exc:
+            raise StartupError(str(exc)) from None
         self.health_watch.start()
         try:
             await self.app.initialize()  # asks getMe: checks the token and the API address
@@ -222,9 +291,7 @@ class Runtime:
             await self.feed.start()
         except WebhookIsSet as exc:
             raise StartupError(str(exc)) from exc
-        self.dispatcher.start()
-        self.scheduler = build_scheduler(self.services, self.dispatcher.wake.set)
-        self.scheduler.start()
+        self.leadership.start(self.duties)  # the jobs and the outbox, once leading
         log.info("bot @%s running; stop with SIGINT or SIGTERM", self.app.bot.username)
 
     async def check_webhook(self) -> None:
@@ -244,9 +311,7 @@ class Runtime:
                         " `partnerbot webhook set`", info.url, wanted)
 
     async def stop(self) -> None:
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
-        await self.dispatcher.stop()
+        await self.leadership.close()  # steps down first, then lets another lead
         app = self.app
         await self.feed.stop()  # polling: stops asking; webhook: finishes its senders' updates
         if app.running:

@@ -3,12 +3,18 @@
 Each job runs on its crontab in telegram.timezone; missed runs are coalesced into one;
 a job never runs twice at once in this process (max_instances=1), and what a job does
 is keyed so that another process running it at the same moment changes nothing twice.
+
+Several instances: only the leader has a schedule, built when it is elected. A new
+leader looks back `catch_up` (twice cluster.failover_seconds) and runs at once a job
+that fell due while nobody led; one the old leader had just run may so run twice,
+which changes nothing (keyed), except that `backup` makes a second copy.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -20,8 +26,11 @@ from storage.sql import Engine
 log = logging.getLogger("partnerbot.scheduler")
 
 
-def build_scheduler(services: Services, after_run: Callable[[], None]) -> AsyncIOScheduler:
+def build_scheduler(
+    services: Services, after_run: Callable[[], None], catch_up: timedelta | None = None
+) -> AsyncIOScheduler:
     settings = services.settings
+    since = None if catch_up is None else services.clock.now() - catch_up
     tz = settings.telegram.tzinfo
     scheduler = AsyncIOScheduler(timezone=tz)
     for name in JOBS:
@@ -42,9 +51,16 @@ def build_scheduler(services: Services, after_run: Callable[[], None]) -> AsyncI
             finally:
                 after_run()  # wake the dispatcher: the job may have queued notices
 
+        trigger = crontab_trigger(getattr(settings.jobs, name), tz)
+        # Default: the first run after now. Catching up: the first run after `since`,
+        # which APScheduler runs at once when it is already past (misfire grace below).
+        first = {} if since is None else {
+            "next_run_time": trigger.get_next_fire_time(None, since.astimezone(tz))
+        }
         scheduler.add_job(
             job,
-            crontab_trigger(getattr(settings.jobs, name), tz),
+            trigger,
+            **first,
             id=name,
             name=name,
             coalesce=True,

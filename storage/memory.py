@@ -72,6 +72,7 @@ class _State:
     provider_events: dict[str, str] = field(default_factory=dict)
     notices: list[tuple[Notice, bool]] = field(default_factory=list)  # (notice, expanded)
     deliveries: dict[int, _Delivery] = field(default_factory=dict)
+    leader_epoch: int = 0
     alerts: dict[int, tuple[bool, int]] = field(default_factory=dict)  # below, crossings
     expiry_warnings: set[tuple[int, datetime, int]] = field(default_factory=set)
     marks: dict[tuple[int, str], datetime] = field(default_factory=dict)
@@ -427,6 +428,18 @@ class MemoryLedger(MemoryInbox):
         else:
             d.status, d.error = "failed", error
 
+
+    def begin_leadership(self, at: datetime) -> int:
+        self.s.leader_epoch += 1
+        return self.s.leader_epoch
+
+    def claim_deliveries(
+        self, epoch: int | None, support_ids: Sequence[int], now: datetime, limit: int
+    ) -> list[Delivery] | None:
+        if epoch is not None and epoch != self.s.leader_epoch:
+            return None
+        self.expand_notices(support_ids, now)
+        return self.due_deliveries(now, limit) if limit > 0 else []
 
     def alert_state(self, partner_id: int) -> AlertState:
         partner = self.s.partners[partner_id]

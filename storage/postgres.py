@@ -94,7 +94,15 @@ class PgOptions:
     connect_timeout_s: int = 5
     statement_timeout_ms: int = 30_000
     idle_in_transaction_ms: int = 60_000
-    acquire_timeout_s: float = 10.0  # wait for a free connection from the pool
+    acquire_timeout_s: float = 5.0  # wait for a connection from the pool
+    # Once the server is known to be out of reach, a call waits this long at most for a
+    # connection (the pool keeps reconnecting behind it), so the bot answers at once
+    # instead of after acquire_timeout_s per attempt; the first success ends it.
+    unreachable_wait_s: float = 1.0
+    # The pool gives up a series of reconnection attempts (1 s, 2 s, 4 s ... apart) after
+    # this long and starts a fresh one on the next request: it bounds how long after the
+    # server is back the first connection waits.
+    reconnect_timeout_s: float = 10.0
 
 
 def display_url(url: str) -> str:
@@ -121,8 +129,11 @@ class PostgresStore:
         executor: ThreadPoolExecutor,
         url: str,
         chain_key: bytes | None,
+        options: PgOptions | None = None,
     ) -> None:
         self._pool = pool
+        self._options = options or PgOptions()
+        self._unreachable = False  # the last call could not reach the server
         self._executor = executor
         self.url = display_url(url)  # no password: safe to print
         self._chain_key = chain_key
@@ -151,6 +162,7 @@ class PostgresStore:
             open=False,
             name="partnerbot",
             timeout=opts.acquire_timeout_s,
+            reconnect_timeout=opts.reconnect_timeout_s,
             # A connection the server dropped while it sat in the pool is replaced
             # before a use case gets it (an empty query: one round trip).
             check=_Rested(CHECK_AFTER_IDLE_S),
@@ -168,7 +180,7 @@ class PostgresStore:
             await asyncio.to_thread(pool.close)
             raise StorageError(f"database: cannot connect to {shown}: {exc}") from exc
         executor = ThreadPoolExecutor(max_workers=opts.max_size, thread_name_prefix="pg")
-        store = cls(pool, executor, url, chain_key)
+        store = cls(pool, executor, url, chain_key, opts)
         try:
             applied = await store._call(Mode.PLAIN, migrate_postgres, managed=False)
             if applied:
@@ -219,9 +231,14 @@ class PostgresStore:
 
     def _once(self, mode: Mode, work: Callable[[PgConnection], T], managed: bool) -> T:
         try:
-            raw = self._pool.getconn()
+            raw = self._pool.getconn(
+                self._options.unreachable_wait_s if self._unreachable
+                else self._options.acquire_timeout_s
+            )
         except psycopg.Error as exc:
+            self._unreachable = unreachable(exc)
             raise translated(exc) from exc
+        self._unreachable = False
         try:
             if not managed:
                 return work(PgConnection(raw))

@@ -527,6 +527,26 @@ class SqlLedger(SqlInbox):
             (status, error, opt_us(retry_at), delivery_id),
         )
 
+    # leadership ---------------------------------------------------------------------
+
+    def begin_leadership(self, at: datetime) -> int:
+        row = self._one(
+            "UPDATE leadership SET epoch = epoch + 1, since = ? WHERE id = 1 RETURNING epoch",
+            (to_us(at),),
+        )
+        assert row is not None  # the row is made by migration 0010
+        return int(row[0])
+
+    def claim_deliveries(
+        self, epoch: int | None, support_ids: Sequence[int], now: datetime, limit: int
+    ) -> list[Delivery] | None:
+        if epoch is not None:
+            row = self._one("SELECT epoch FROM leadership WHERE id = 1")
+            if row is None or int(row[0]) != epoch:
+                return None
+        self.expand_notices(support_ids, now)
+        return self.due_deliveries(now, limit) if limit > 0 else []
+
 
 _ALERT_COLS = (
     "p.id, p.name, p.currency, p.monthly_price, p.low_balance_days, p.billing_day,"

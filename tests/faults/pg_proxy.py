@@ -1,8 +1,9 @@
 """A loopback TCP proxy between a store and the test PostgreSQL server, to make the
 network fail on purpose: `cut()` drops every connection and refuses new ones (the
-server is unreachable), `restore()` accepts again, and `drop_on_commit` drops a
-connection the moment a COMMIT passes through it, before the server sees it (the
-client cannot know whether its transaction landed).
+server is unreachable), `restore()` accepts again, `go_silent()` stops passing bytes
+without closing anything (a network partition: nothing answers, nothing fails) until
+`speak()`, and `drop_on_commit` drops a connection the moment a COMMIT passes through
+it, before the server sees it (the client cannot know whether its transaction landed).
 
 It runs on its own thread with its own event loop: the stores under test do their
 blocking network I/O on worker threads, and the test's loop stays free to await them.
@@ -32,6 +33,8 @@ class PgProxy:
             (parts.scheme, f"{parts.username}@127.0.0.1:{self.port}", parts.path, "", "")
         )
         self.drop_on_commit = False
+        self._flowing = asyncio.Event()  # clear while silent; the proxy's loop waits on it
+        self._flowing.set()
         self.commits_dropped = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -48,7 +51,14 @@ class PgProxy:
     def restore(self) -> None:
         self._do(self._listen())
 
+    def go_silent(self) -> None:
+        self._loop.call_soon_threadsafe(self._flowing.clear)
+
+    def speak(self) -> None:
+        self._loop.call_soon_threadsafe(self._flowing.set)
+
     def stop(self) -> None:
+        self.speak()
         self._do(self._cut())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
@@ -96,6 +106,7 @@ class PgProxy:
                     client.transport.abort()  # the client's COMMIT never arrives
                     writer.transport.abort()
                     return
+                await self._flowing.wait()  # a partition: hold the bytes, close nothing
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()

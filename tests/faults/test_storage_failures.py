@@ -158,7 +158,7 @@ async def test_full_disk_is_reported_logged_once_and_recovered(
     caplog.set_level(logging.INFO)
     async with running(tmp_path, tmp_path / "bot.db") as r:
         owner = await r.owner()
-        assert await r.health(200) == {"database": "ok", "bot": "ok"}
+        assert await r.health(200) == {"database": "ok", "bot": "ok", "role": "leader"}
 
         [(pages,)] = await r.store.execute_raw("PRAGMA page_count")
         await r.store.execute_raw(f"PRAGMA max_page_count = {pages}")
@@ -177,14 +177,14 @@ async def test_full_disk_is_reported_logged_once_and_recovered(
         assert getattr(logged, "user_id", None) == OWNER
 
         body = await r.health(503)
-        assert body == {"database": "failing", "cause": "disk full", "bot": "ok"}
+        assert body == {"database": "failing", "cause": "disk full", "bot": "ok", "role": "leader"}
 
         status, page = await r.get("/metrics")
         assert status == 200
         assert "partnerbot_storage_healthy 0.0" in page
 
         await r.store.execute_raw("PRAGMA max_page_count = 1073741823")
-        assert await r.health(200) == {"database": "ok", "bot": "ok"}
+        assert await r.health(200) == {"database": "ok", "bot": "ok", "role": "leader"}
         reply = await ask(owner, "/newchannel after-the-disk")
         assert CREATED.match(reply.text), reply.text
         status, page = await r.get("/metrics")
@@ -202,7 +202,7 @@ async def test_read_only_database_is_reported_the_outbox_backs_off_and_recovers(
         await r.store.execute_raw("PRAGMA query_only = ON")
         caplog.clear()
         body = await r.health(503)
-        assert body == {"database": "failing", "cause": "read-only", "bot": "ok"}
+        assert body == {"database": "failing", "cause": "read-only", "bot": "ok", "role": "leader"}
 
         reply = await ask(owner, "/newchannel shop")
         apology = APOLOGY.match(reply.text)
@@ -219,7 +219,7 @@ async def test_read_only_database_is_reported_the_outbox_backs_off_and_recovers(
         assert r.runtime.dispatcher.storage_failures >= 2
 
         await r.store.execute_raw("PRAGMA query_only = OFF")
-        assert await r.health(200) == {"database": "ok", "bot": "ok"}
+        assert await r.health(200) == {"database": "ok", "bot": "ok", "role": "leader"}
         reply = await ask(owner, "/newchannel shop")
         assert CREATED.match(reply.text), reply.text
         # The outbox resumes by itself and says so once.
@@ -271,7 +271,7 @@ async def test_corrupt_database_turns_healthz_503_naming_it(
 ) -> None:
     r, _ = corrupt
     body = await r.health(503)
-    assert body == {"database": "failing", "cause": "corrupt", "bot": "ok"}
+    assert body == {"database": "failing", "cause": "corrupt", "bot": "ok", "role": "leader"}
 
 
 async def test_metrics_answer_on_a_corrupt_database_without_its_figures(

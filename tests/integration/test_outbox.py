@@ -499,3 +499,49 @@ async def test_a_crash_between_acceptance_and_record_repeats_only_those_messages
     assert twice == in_the_gap
     assert all(1 <= len(rig.user(u).replies) <= 2 for u in users)
     assert await rig.statuses() == {"sent": 70}
+
+
+# ------------------------------------------------------------------ several instances
+
+
+async def test_a_deposed_leaders_round_claims_and_sends_nothing(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    pid = await rig.partner("Acme", (101, 102))
+    fenced: list[bool] = []
+    old = await rig.store.write(lambda lg: lg.begin_leadership(T0))
+    d = rig.dispatcher(on_fenced=lambda: fenced.append(True))
+    d.epoch = old  # as start(old) sets it
+    await rig.store.write(lambda lg: lg.begin_leadership(T0))  # a new leader has begun
+    await rig.notify(pid)
+
+    assert await d.run_once() == 0
+
+    assert rig.tg.calls_to("sendMessage") == [] and fenced == [True]
+    assert await rig.statuses() == {}  # not even expanded: the new leader does that
+    assert f"leader epoch {old} is over" in caplog.text
+
+
+async def test_a_leader_deposed_mid_round_sends_no_more(rig: Rig) -> None:
+    pid = await rig.partner("Acme", (101, 102, 103, 104))
+    await rig.notify(pid)
+    asked: list[bool] = []
+
+    def still_leading() -> bool:
+        # Asked once as the round starts, then before each message: deposed after the
+        # first message of the round has been let through.
+        asked.append(len(asked) < 2)
+        return asked[-1]
+
+    epoch = await rig.store.write(lambda lg: lg.begin_leadership(T0))
+    d = rig.dispatcher(per_chat_interval=0, leading=still_leading)
+    d.epoch = epoch
+
+    await d.run_once()
+
+    assert asked == [True, True, False, False, False]  # asked before every message
+    assert len(rig.tg.calls_to("sendMessage")) == 1
+    assert await rig.statuses() == {"sent": 1, "pending": 3}  # left for the next leader
+    follower = rig.dispatcher(per_chat_interval=0)
+    assert await drain(rig, follower) == 3
+    assert sorted(c["chat_id"] for c in rig.tg.calls_to("sendMessage")) == [101, 102, 103, 104]

@@ -369,3 +369,17 @@ def test_jobs_run_refuses_what_it_cannot_do(tmp_path: Path) -> None:
     assert unknown.returncode == 2 and "invalid choice: 'nonsense'" in unknown.stderr
     assert period.returncode == 1
     assert period.stderr == "partnerbot: --period applies to the invoices job only\n"
+
+
+async def test_a_new_leader_runs_at_once_the_jobs_due_while_nobody_led(wired: Wired) -> None:
+    # Elected at T0 (10:30 in Berlin) looking back 20 minutes (2 x failover_seconds in
+    # production): what fell due since 10:10 is due now, so the scheduler runs it at once.
+    scheduler = build_scheduler(wired.services, lambda: None, timedelta(minutes=20))
+    due = {job.id: job.next_run_time for job in scheduler.get_jobs()}
+
+    assert due["alerts"] == datetime(2030, 1, 14, 10, 15, tzinfo=BERLIN)
+    assert due["reconcile"] == datetime(2030, 1, 14, 10, 10, tzinfo=BERLIN)
+    assert due["renew"] == datetime(2030, 1, 14, 10, 30, tzinfo=BERLIN)
+    # Due before the look-back (10:05): the old leader ran it; the next one is at 11:05.
+    assert due["expiry"] == datetime(2030, 1, 14, 11, 5, tzinfo=BERLIN)
+    assert due["invoices"] == datetime(2030, 1, 15, 6, 15, tzinfo=BERLIN)

@@ -129,7 +129,7 @@ async def webhook_instance(
         async def healthy() -> dict[str, Check]:
             return {"bot": Check(claims.running)}
 
-        server = HttpServer(build_http_app(None, healthy, webhook.handle), "127.0.0.1", 0)
+        server = HttpServer(build_http_app(None, healthy, telegram=webhook.handle), "127.0.0.1", 0)
         await app.initialize()
         try:
             await start_up(app)
