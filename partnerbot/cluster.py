@@ -160,15 +160,30 @@ class _Roles:
 
 
 class SoleLeadership:
-    """SQLite: the process that owns the database file leads."""
+    """SQLite: the process holding the lock file beside the database leads.
+
+    In polling mode one process owns the file: a second is refused at start. In webhook
+    mode several processes on one machine may share it (a deploy without downtime): the
+    others wait as standbys and try the lock every `poll` seconds. The kernel releases an
+    flock only when its holder closed it (after stepping down) or died, so there is no
+    moment with two leaders and no grace to wait."""
 
     RETRY = 5.0  # seconds between attempts to start the work while the database fails
 
-    def __init__(self, database: Path, on_role: OnRole = _ignore_role) -> None:
+    def __init__(
+        self,
+        database: Path,
+        on_role: OnRole = _ignore_role,
+        *,
+        exclusive: bool = True,
+        poll: float = 2.5,
+    ) -> None:
         self.database = database
         self.lock_path = database.with_name(database.name + ".lock")
+        self.exclusive, self.poll = exclusive, poll
         self._roles = _Roles(on_role)
         self._fd: int | None = None
+        self._held = False
         self._task: asyncio.Task[None] | None = None
         self._duties: Duties | None = None
 
@@ -176,22 +191,28 @@ class SoleLeadership:
     def role(self) -> Role:
         return self._roles.current
 
-    async def open(self) -> None:
-        create_private(self.lock_path)  # 0600 like the database beside it
-        fd = os.open(self.lock_path, os.O_RDWR)
+    def _try_lock(self, fd: int) -> bool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            return False
+        # The holder's pid, for the refusal below; the lock itself is the kernel's.
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return True
+
+    async def open(self) -> None:
+        create_private(self.lock_path)  # 0600 like the database beside it
+        fd = os.open(self.lock_path, os.O_RDWR)
+        self._held = self._try_lock(fd)
+        if not self._held and self.exclusive:
             holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             raise CannotStart(
                 f"database.path: another partnerbot run (pid {holder}) is using "
-                f"{self.database}; one process owns a SQLite database "
-                "(several instances need database.url, PostgreSQL)"
-            ) from None
-        # The holder's pid, for the message above; the lock itself is the kernel's.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                f"{self.database}; one process polls a SQLite database (several "
+                "instances need telegram.mode = webhook)"
+            )
         self._fd = fd
 
     def start(self, duties: Duties) -> None:
@@ -199,11 +220,18 @@ class SoleLeadership:
         self._task = asyncio.create_task(self._lead(duties), name="leadership")
 
     async def _lead(self, duties: Duties) -> None:
+        fd = self._fd
+        assert fd is not None, "open() first"
+        if not self._held:
+            self._roles.say("another process on this database leads")
+        while not self._held:
+            await asyncio.sleep(self.poll)
+            self._held = self._try_lock(fd)
         while True:
             self._roles.become(Role.LEADER, "", quiet=True)
             try:
                 epoch = await duties.lead()
-                self._roles.say(f"the only process on this database, epoch {epoch}")
+                self._roles.say(f"holds the lock of this database, epoch {epoch}")
                 return
             except StorageError as exc:
                 self._roles.become(Role.STANDBY, f"cannot start the work: {exc}")
@@ -214,10 +242,10 @@ class SoleLeadership:
             await asyncio.sleep(self.RETRY)
 
     def fenced(self) -> None:
-        # Only this process writes the file (the lock says so): an epoch not ours means
-        # someone ran a second writer by hand. Say so; the outbox sends nothing meanwhile.
-        log.error("leadership: the leader epoch changed under the only process on this "
-                  "database; the outbox sends nothing until restart")
+        # Only the lock's holder takes epochs: an epoch not ours means someone ran a
+        # second writer by hand. Say so; the outbox sends nothing meanwhile.
+        log.error("leadership: the leader epoch changed under the holder of this "
+                  "database's lock; the outbox sends nothing until restart")
 
     async def close(self) -> None:
         task, self._task = self._task, None
@@ -228,6 +256,7 @@ class SoleLeadership:
         if self._duties is not None:
             self._roles.become(Role.STANDBY, "stopping")
             await self._duties.step_down()
+        self._held = False
         if self._fd is not None:
             os.close(self._fd)  # releases the lock; the file stays (no race on unlink)
             self._fd = None

@@ -158,10 +158,15 @@ async def listen(server: HttpServer, key: str) -> None:
 
 
 def leadership_for(settings: Settings, on_role: OnRole) -> Leadership:
-    """SQLite: this process owns the file and leads. PostgreSQL: an election."""
+    """An election: through a lock file beside SQLite's database (one machine), or
+    through PostgreSQL (several)."""
     url = settings.database.url
     if url is None:
-        return SoleLeadership(settings.database.path, on_role)
+        return SoleLeadership(
+            settings.database.path, on_role,
+            exclusive=settings.telegram.mode == "polling",
+            poll=Timing.for_failover(settings.cluster.failover_seconds).poll,
+        )
     return PgLeadership(
         url.get_secret_value(), Timing.for_failover(settings.cluster.failover_seconds),
         on_role, exclusive_poller=settings.telegram.mode == "polling",

@@ -164,8 +164,8 @@ async def test_a_second_run_on_one_sqlite_file_is_refused_in_one_line(tmp_path: 
         assert code == 2
         assert lines[-1:] == [
             f"partnerbot: database.path: another partnerbot run (pid {first.proc.pid}) is "
-            f"using {tmp_path / 'bot.db'}; one process owns a SQLite database (several "
-            "instances need database.url, PostgreSQL)"
+            f"using {tmp_path / 'bot.db'}; one process polls a SQLite database (several "
+            "instances need telegram.mode = webhook)"
         ]
         assert len(lines) == 1, lines
         assert (await first.health())[1]["role"] == "leader"  # the first one runs on

@@ -238,6 +238,31 @@ async def test_a_second_owner_of_a_sqlite_file_is_refused(tmp_path: Path) -> Non
     await second.close()
 
 
+async def test_webhook_instances_on_one_sqlite_file_elect_by_the_lock(tmp_path: Path) -> None:
+    """Webhook mode may run a second process on the file (a deploy): it waits as a
+    standby, never leads beside the holder, and takes over once the holder is gone."""
+    db = tmp_path / "bot.db"
+    timeline = Timeline()
+    first = SoleLeadership(db, timeline.recorder("first"), exclusive=False, poll=0.05)
+    second = SoleLeadership(db, timeline.recorder("second"), exclusive=False, poll=0.05)
+    first_work, second_work = Work("first", timeline), Work("second", timeline)
+    await first.open()
+    first.start(first_work)
+    await until(lambda: first_work.running, 5)
+    await second.open()  # not refused: it waits
+    second.start(second_work)
+    try:
+        await asyncio.sleep(0.5)  # ten polls: the lock is held, so it stays a standby
+        assert (first.role, second.role) == (Role.LEADER, Role.STANDBY)
+        assert not second_work.running
+        await first.close()
+        await until(lambda: second_work.running, 5)
+        assert second.role is Role.LEADER and not first_work.running
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def healthz_role(leadership: Leadership) -> dict[str, str]:
     async def healthy() -> dict[str, bool]:
         return {"database": True}
