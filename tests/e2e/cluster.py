@@ -26,17 +26,35 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import aiohttp
 
 from tests.e2e import clean_env, console_script
 from tests.fakes.balancer import Balancer
-from tests.fakes.stripe_api import FakeStripe
-from tests.fakes.telegram_api import FakeTelegram
 from tests.faults import free_port
 
 Mode = Literal["polling", "webhook"]
+
+
+class BotApi(Protocol):
+    """Where the instances find the Bot API (FakeTelegram, or the bench's load process)."""
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+
+class StripeApi(Protocol):
+    """Where the instances find Stripe (FakeStripe)."""
+
+    @property
+    def api_key(self) -> str: ...
+
+    @property
+    def base_url(self) -> str: ...
 STRIPE_SECRET = "whsec_cluster_partnerbot_0123456789abcdef"
 WEBHOOK_SECRET = "tg-cluster-secret_0123456789"
 # What the instances are told their public address is. Telegram (the fake) is pointed at
@@ -60,11 +78,15 @@ class Health:
         return role if isinstance(role, str) else None
 
 
+TG = TypeVar("TG", bound=BotApi)
+ST = TypeVar("ST", bound="StripeApi | None")
+
+
 class Instance:
     """One slot of the cluster: a `partnerbot run` process, started again after a kill on
     the same port (the balancer keeps its address)."""
 
-    def __init__(self, cluster: Cluster, index: int) -> None:
+    def __init__(self, cluster: Cluster[Any, Any], index: int) -> None:
         self.cluster, self.index = cluster, index
         self.port = free_port()
         self.metrics_port = free_port()
@@ -149,12 +171,12 @@ class Instance:
             return await r.text()
 
 
-class Cluster:
+class Cluster(Generic[TG, ST]):
     """N instances on one database, behind a Balancer; an async context manager that starts
     them all (in parallel), waits until each is healthy, and kills what is left at exit."""
 
     def __init__(
-        self, tmp: Path, tg: FakeTelegram, stripe: FakeStripe, *, instances: int = 3,
+        self, tmp: Path, tg: TG, stripe: ST, *, instances: int = 3,
         database_url: str | None = None, mode: Mode = "webhook",
         webhook_secret: str = WEBHOOK_SECRET, support: int = SUPPORT, **extra_env: str,
     ) -> None:  # fmt: skip
@@ -187,15 +209,16 @@ class Cluster:
             "PARTNERBOT_TELEGRAM__API_BASE_URL": self.tg.base_url,
             "PARTNERBOT_TELEGRAM__MODE": self.mode,
             "PARTNERBOT_ACCESS__SUPPORT_USER_IDS": f"[{self.support}]",
-            "PARTNERBOT_STRIPE__API_KEY": self.stripe.api_key,
-            "PARTNERBOT_STRIPE__API_BASE": self.stripe.base_url,
-            "PARTNERBOT_STRIPE__WEBHOOK_SECRET": STRIPE_SECRET,
             "PARTNERBOT_SERVER__PORT": str(instance.port),
             "PARTNERBOT_METRICS__PORT": str(instance.metrics_port),
             "PARTNERBOT_LOGGING__FORMAT": "json",
             # Each instance's backups would race for one folder; the jobs are the leader's.
             "PARTNERBOT_BACKUP__DIRECTORY": str(self.tmp / f"backups-{instance.index}"),
         }
+        if self.stripe is not None:  # else payments are off, as without stripe.api_key
+            settings["PARTNERBOT_STRIPE__API_KEY"] = self.stripe.api_key
+            settings["PARTNERBOT_STRIPE__API_BASE"] = self.stripe.base_url
+            settings["PARTNERBOT_STRIPE__WEBHOOK_SECRET"] = STRIPE_SECRET
         if self.database_url is not None:
             settings["PARTNERBOT_DATABASE__URL"] = self.database_url
         else:
@@ -206,7 +229,7 @@ class Cluster:
         settings.update(self.extra_env)
         return clean_env(**settings)
 
-    async def __aenter__(self) -> Cluster:
+    async def __aenter__(self) -> Cluster[TG, ST]:
         await self.balancer.__aenter__()
         try:
             for instance in self.instances:
@@ -260,6 +283,6 @@ class Cluster:
 
 
 __all__ = [
-    "PUBLIC_WEBHOOK_URL", "STRIPE_SECRET", "SUPPORT", "WEBHOOK_SECRET", "Cluster", "Health",
-    "Instance", "Mode",
+    "PUBLIC_WEBHOOK_URL", "STRIPE_SECRET", "SUPPORT", "WEBHOOK_SECRET", "BotApi", "Cluster",
+    "Health", "Instance", "Mode", "StripeApi",
 ]

@@ -49,6 +49,7 @@ FAILOVER = 3.0  # cluster.failover_seconds, its lowest allowed value
 # What "within the failover time" may take on top on a loaded 2-core machine: the time to
 # notice it over /healthz polls and for the new leader's first round.
 FAILOVER_GRACE = 5.0
+Running = Cluster[FakeTelegram, FakeStripe]
 DELIVERY = "deliver_webhooks_to"  # PENDING h-webhook: see telegram_delivers_to
 
 
@@ -85,7 +86,9 @@ def pg_rows(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path, pg_url: str) -> AsyncIterator[Cluster]:
+async def cluster(
+    tmp_path: Path, pg_url: str
+) -> AsyncIterator[Running]:
     async with (
         FakeTelegram() as tg, FakeStripe() as stripe,
         Cluster(
@@ -114,7 +117,7 @@ def people(tg: FakeTelegram) -> tuple[FakeUser, list[FakeUser]]:
     ]
 
 
-async def verify_ledger(cluster: Cluster) -> str:
+async def verify_ledger(cluster: Running) -> str:
     assert cluster.database_url is not None
     done = await cli(
         "ledger", "verify", db=cluster.tmp / "unused.db",
@@ -124,7 +127,7 @@ async def verify_ledger(cluster: Cluster) -> str:
     return done.out.strip()
 
 
-async def test_journeys_go_through_every_instance(cluster: Cluster) -> None:
+async def test_journeys_go_through_every_instance(cluster: Running) -> None:
     tg, stripe = cluster.tg, cluster.stripe
     support, members = people(tg)
     await set_up(tg, support, members)  # partner, owner, two mates, channel "shop"
@@ -149,7 +152,7 @@ async def test_journeys_go_through_every_instance(cluster: Cluster) -> None:
 
 
 async def test_the_leader_killed_with_notices_queued_another_leads_and_sends_each_once(
-    cluster: Cluster,
+    cluster: Running,
 ) -> None:
     tg = cluster.tg
     support, members = people(tg)
@@ -188,7 +191,7 @@ async def test_the_leader_killed_with_notices_queued_another_leads_and_sends_eac
 
 
 async def test_an_instance_killed_under_a_stream_of_allocations_loses_and_repeats_nothing(
-    cluster: Cluster,
+    cluster: Running,
 ) -> None:
     tg = cluster.tg
     support, members = people(tg)
@@ -221,7 +224,7 @@ async def test_an_instance_killed_under_a_stream_of_allocations_loses_and_repeat
     assert (await verify_ledger(cluster)).startswith("ledger ok")
 
 
-async def test_one_stripe_event_at_two_instances_at_once_credits_once(cluster: Cluster) -> None:
+async def test_one_stripe_event_at_two_instances_at_once_credits_once(cluster: Running) -> None:
     tg, stripe = cluster.tg, cluster.stripe
     support, members = people(tg)
     await set_up(tg, support, members)
@@ -252,7 +255,7 @@ async def test_one_stripe_event_at_two_instances_at_once_credits_once(cluster: C
 
 
 async def test_a_wrong_or_missing_webhook_secret_is_refused_and_nothing_is_done(
-    cluster: Cluster,
+    cluster: Running,
 ) -> None:
     update = {
         "update_id": 777_000_001,
