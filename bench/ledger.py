@@ -4,7 +4,7 @@
 
 "ours" is BillingService.allocate_days on SqliteStore, awaited one after another: N
 allocations of 1 day to one channel from a large balance. "raw" is plain `sqlite3` on the
-main thread running the statements that one allocation runs (storage/sqlite_ledger.py,
+main thread running the statements that one allocation runs (storage/sql_ledger.py,
 core/channels.py, core/idempotency.py):
 
     BEGIN IMMEDIATE
@@ -14,6 +14,7 @@ core/channels.py, core/idempotency.py):
     SELECT balance FROM accounts WHERE code = ?                     -- balance
     UPDATE channels SET ... WHERE id = ?                            -- update_channel
     SELECT id, digest FROM transfers ORDER BY id DESC LIMIT 1       -- add_transfer: chain
+    SELECT keyed_from, seal FROM ledger_chain WHERE id = 1          -- keyed from here?
     INSERT INTO transfers ...                                       -- triggers move balances
     SELECT ... FROM partners JOIN accounts LEFT JOIN alert_state    -- rule 7 check (move)
     INSERT INTO operations ...                                      -- save_outcome
@@ -51,8 +52,9 @@ from core.names import name_key
 from core.policy import BillingPolicy
 from core.service import BillingService
 from storage import rows
+from storage.errors import Connection
+from storage.sql_ledger import ALERT_STATE_SQL, SqlLedger
 from storage.sqlite import SqliteStore, Synchronous, configure
-from storage.sqlite_ledger import ALERT_STATE_SQL, SqliteLedger
 
 CHANNEL = "bench"
 ACTOR = "bench:runner"
@@ -132,8 +134,9 @@ SQL_CHANNEL = (
 )
 SQL_BALANCE = "SELECT balance FROM accounts WHERE code = ?"
 SQL_LAST = "SELECT id, digest FROM transfers ORDER BY id DESC LIMIT 1"
+SQL_CHAIN = "SELECT keyed_from, seal FROM ledger_chain WHERE id = 1"  # no key: no row
 SQL_TRANSFER = f"INSERT INTO transfers ({rows.TRANSFER_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-# SqliteLedger.update_channel writes name, name_key and every column after created_at.
+# SqlLedger.update_channel writes name, name_key and every column after created_at.
 _CHANNEL_REST = [c.strip() for c in rows.CHANNEL_COLS.split(",")][4:]  # active_until, ...
 SQL_CHANNEL_UPDATE = (
     "UPDATE channels SET name = ?, name_key = ?, "
@@ -177,6 +180,8 @@ class Raw:
             conn.execute(SQL_CHANNEL_UPDATE, (ch[2], key_name, until_us, *ch[5:], ch[0]))
             last = conn.execute(SQL_LAST).fetchone()
             tid, previous = (1, GENESIS) if last is None else (last[0] + 1, last[1])
+            if conn.execute(SQL_CHAIN).fetchone() is not None:
+                raise RuntimeError("the benchmark's ledger has no chain key")
             fields = (previous, str(tid), key, debit, credit, str(days), "allocation", ACTOR,
                       "", now.isoformat(timespec="microseconds"), "")
             digest = hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
@@ -261,7 +266,7 @@ def _shape(sql: str) -> str:
 
 def statements(workdir: Path) -> tuple[list[str], list[str]]:
     """The statements one allocation runs, traced by SQLite (trigger bodies included):
-    ours (the use case over SqliteLedger, in BEGIN IMMEDIATE ... COMMIT as the store
+    ours (the use case over SqlLedger, in BEGIN IMMEDIATE ... COMMIT as the store
     runs it) and raw, as shapes with the values taken out."""
     path = workdir / "trace.db"
     pid, _ = asyncio.run(prepare(path, "FULL", 1000))
@@ -270,7 +275,8 @@ def statements(workdir: Path) -> tuple[list[str], list[str]]:
     configure(conn, "FULL", BUSY_TIMEOUT_MS)
     conn.set_trace_callback(traced.append)
     conn.execute("BEGIN IMMEDIATE")
-    channels.allocate_days(SqliteLedger(conn), datetime.now(UTC), pid, CHANNEL, 1, ACTOR, "t-1")
+    ledger = SqlLedger(Connection(conn))
+    channels.allocate_days(ledger, datetime.now(UTC), pid, CHANNEL, 1, ACTOR, "t-1")
     conn.execute("COMMIT")
     conn.close()
     ours = [_shape(t) for t in traced]
@@ -284,14 +290,14 @@ def statements(workdir: Path) -> tuple[list[str], list[str]]:
 
 
 def breakdown(workdir: Path, synchronous: Synchronous, ops: int) -> tuple[float, float]:
-    """Where ours spends its time beyond raw: (a) the use case (core + SqliteLedger) run
+    """Where ours spends its time beyond raw: (a) the use case (core + SqlLedger) run
     synchronously on this thread, no database thread; (b) one round trip to the store's
     database thread of a trivial statement. Both in microseconds per operation."""
     path = workdir / f"split-{synchronous.lower()}.db"
     pid, _ = asyncio.run(prepare(path, synchronous, ops * 2 + 1000))
     conn = sqlite3.connect(path, isolation_level=None)
     configure(conn, synchronous, BUSY_TIMEOUT_MS)
-    ledger = SqliteLedger(conn)
+    ledger = SqlLedger(Connection(conn))
 
     def one(i: int) -> None:
         now = datetime.now(UTC)
@@ -393,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             modes: tuple[Synchronous, ...] = ("FULL", "NORMAL")
             for sync in modes:
                 sync_us, hop_us = breakdown(workdir, sync, ops)
-                print(f"{sync}: use case on one thread (core + SqliteLedger, no database thread) "
+                print(f"{sync}: use case on one thread (core + SqlLedger, no database thread) "
                       f"{sync_us:,.0f} us/op; database thread round trip {hop_us:,.0f} us; "
                       f"raw {1e6 / cells[sync]['raw']:,.0f} us/op")
             print()

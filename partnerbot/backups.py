@@ -7,8 +7,9 @@ import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from storage.base import OperatedStore
 from storage.files import private_dir
-from storage.sqlite import SqliteStore
+from storage.sql import Engine
 
 _NAME = re.compile(r"^partnerbot-(\d{8}-\d{6})\.db$")
 STAMP = "%Y%m%d-%H%M%S"
@@ -33,8 +34,10 @@ def prune(directory: Path, now: datetime, keep: timedelta) -> list[Path]:
 
 
 async def scheduled_backup(
-    store: SqliteStore, directory: Path, now: datetime, keep: timedelta
+    store: OperatedStore, directory: Path, now: datetime, keep: timedelta
 ) -> str:
+    if store.engine is Engine.POSTGRES:
+        return "backup: skipped: the database is PostgreSQL; back it up with pg_dump"
     await asyncio.to_thread(private_dir, directory)  # 0700: backups are the whole ledger
     target = await store.backup(directory / backup_name(now))
     removed = await asyncio.to_thread(prune, directory, now, keep)

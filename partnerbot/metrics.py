@@ -21,8 +21,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from core.errors import StorageError
+from storage.base import OperatedStore
 from storage.rows import to_us
-from storage.sqlite import SqliteStore
 from storage.stats import StoreStats
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ class Metrics:
         self.registry.register(self._figures)
         self._stats_failing = False
 
-    async def render(self, store: SqliteStore, now: Any) -> bytes:
+    async def render(self, store: OperatedStore, now: Any) -> bytes:
         try:
             self._figures.latest = await store.stats(to_us(now))
         except StorageError as exc:

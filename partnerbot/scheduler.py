@@ -15,6 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from partnerbot.crontab import crontab_trigger
 from partnerbot.jobs import JOBS, JobFailed, run_job
 from partnerbot.wiring import Services
+from storage.sql import Engine
 
 log = logging.getLogger("partnerbot.scheduler")
 
@@ -26,6 +27,10 @@ def build_scheduler(services: Services, after_run: Callable[[], None]) -> AsyncI
     for name in JOBS:
         if name in ("invoices", "reconcile") and services.payments is None:
             continue  # payments are not configured: nothing to invoice or reconcile
+        if name == "backup" and services.store.engine is Engine.POSTGRES:
+            log.info("job backup not scheduled: the database is PostgreSQL, whose backups "
+                     "are pg_dump's job (or the server's continuous archiving)")
+            continue
 
         async def job(name: str = name) -> None:
             try:

@@ -12,7 +12,8 @@ from core.ports import Clock
 from core.service import BillingService
 from partnerbot.config import Settings
 from payments.stripe_gateway import StripeGateway
-from storage.sqlite import SqliteStore
+from storage.base import OperatedStore
+from storage.open import open_store
 
 
 class SystemClock:
@@ -43,7 +44,7 @@ def secrets_of(settings: Settings) -> list[str]:
 @dataclass(frozen=True)
 class Services:
     settings: Settings
-    store: SqliteStore
+    store: OperatedStore
     clock: Clock
     billing: BillingService
     payments: PaymentService | None = None  # None until stripe.api_key is configured
@@ -69,7 +70,7 @@ def success_url(settings: Settings, bot_username: str | None) -> str:
 
 def payments_from(
     settings: Settings,
-    store: SqliteStore,
+    store: OperatedStore,
     clock: Clock,
     policy: BillingPolicy,
     bot_username: BotUsername,
@@ -100,11 +101,8 @@ async def open_services(
     bot); by default the configured `telegram.bot_username`. `partnerbot run` passes the
     running bot's own (getMe). `writes=False` (ledger verify) opens without
     ledger.chain_key, so checking a ledger never starts its keyed chain first."""
-    store = await SqliteStore.open(
-        settings.database.path,
-        synchronous=settings.database.synchronous,
-        busy_timeout_ms=settings.database.busy_timeout_ms,
-        chain_key=settings.ledger.chain_key_bytes if writes else None,
+    store = await open_store(
+        settings.database, chain_key=settings.ledger.chain_key_bytes if writes else None
     )
     clock = SystemClock()
     policy = policy_from(settings)

@@ -1,4 +1,5 @@
-"""sqlite3 errors translated to domain errors at the storage boundary."""
+"""sqlite3 errors translated to domain errors at the storage boundary, and the sqlite3
+connection as storage/sql.py's SqlConnection."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from core.errors import StorageError, StoreBusy
+from storage.sql import SQLITE, Dialect
 
 
 def translate(exc: sqlite3.Error) -> StorageError:
@@ -24,6 +26,8 @@ class Connection:
     Use cases may catch a refusal (a duplicate key) and carry on in the same
     transaction; SQLite undoes only the failed statement.
     """
+
+    dialect: Dialect = SQLITE
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.raw = conn

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+import psycopg
+
 from core.errors import StoreBusy
 
 log = logging.getLogger("storage.health")
@@ -34,6 +36,7 @@ class Fault(Enum):
     CORRUPT = "corrupt"
     LOCKED = "locked"
     IO = "i/o error"
+    UNREACHABLE = "unreachable"  # PostgreSQL: no connection to the server
 
 
 # SQLite's primary result codes (the low byte of an extended code) that mean the
@@ -48,6 +51,32 @@ _FAULTS = {
     10: Fault.IO,  # SQLITE_IOERR
     14: Fault.IO,  # SQLITE_CANTOPEN
 }
+
+
+# PostgreSQL SQLSTATEs (or their classes, two characters) that say the database itself is
+# in trouble. Connection failures (no SQLSTATE, class 08, 57P0x) are UNREACHABLE.
+_PG_FAULTS = {
+    "53100": Fault.FULL,  # disk_full
+    "53300": Fault.UNREACHABLE,  # too_many_connections: no connection for us
+    "25006": Fault.READ_ONLY,  # read_only_sql_transaction: a standby, or read-only mode
+    "57014": Fault.LOCKED,  # query_canceled: statement_timeout (a lock held too long)
+    "55P03": Fault.LOCKED,  # lock_not_available
+    "XX001": Fault.CORRUPT,  # data_corrupted
+    "XX002": Fault.CORRUPT,  # index_corrupted
+    "58": Fault.IO,  # system_error class: I/O errors on the server
+    "53": Fault.IO,  # insufficient_resources: out of memory and the like
+}
+
+
+def pg_fault(error: psycopg.Error) -> Fault | None:
+    state = error.sqlstate
+    if isinstance(error, psycopg.OperationalError) and (
+        state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+    ):
+        return Fault.UNREACHABLE
+    if state is None:
+        return None
+    return _PG_FAULTS.get(state) or _PG_FAULTS.get(state[:2])
 
 
 @dataclass(frozen=True)
@@ -77,6 +106,9 @@ def fault_of(error: BaseException) -> StorageHealth | None:
             if fault is None and "malformed" in str(seen):
                 fault = Fault.CORRUPT  # older SQLite builds without error codes
             return StorageHealth(fault, str(seen)) if fault is not None else None
+        if isinstance(seen, psycopg.Error):
+            pg = pg_fault(seen)
+            return StorageHealth(pg, str(seen).strip()) if pg is not None else None
         seen = seen.__cause__ or seen.__context__
     return StorageHealth(Fault.LOCKED, str(error)) if busy else None
 

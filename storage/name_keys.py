@@ -14,18 +14,18 @@ pair is logged at WARNING at every start until one of them is deleted.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass
 
 from core.names import name_key
+from storage.sql import Row, SqlConnection
 
 log = logging.getLogger(__name__)
 
-# Only names with a character outside printable ASCII (GLOB compares code points).
-_PARTNERS = "SELECT id, name, name_key, NULL FROM partners WHERE name GLOB '*[^ -~]*'"
+# Only names with a character outside printable ASCII (the dialect's pattern).
+_PARTNERS = "SELECT id, name, name_key, NULL FROM partners WHERE {non_ascii} ORDER BY id"
 _CHANNELS = (
     "SELECT id, name, name_key, partner_id FROM channels"
-    " WHERE deleted_at IS NULL AND name GLOB '*[^ -~]*' ORDER BY id"
+    " WHERE deleted_at IS NULL AND {non_ascii} ORDER BY id"
 )
 _UPDATE = {
     "partners": "UPDATE partners SET name_key = ? WHERE id = ?",
@@ -44,29 +44,24 @@ class LookAlike:
     partner_id: int | None  # the channel's partner (None for partners)
 
 
-def rekey_names(conn: sqlite3.Connection) -> list[LookAlike]:
-    """Re-derive the keys that changed, in one transaction; return the look-alikes."""
+def rekey_names(conn: SqlConnection) -> list[LookAlike]:
+    """Re-derive the keys that changed; return the look-alikes. Runs inside the store's
+    write transaction (one for the whole pass)."""
     found: list[LookAlike] = []
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        partners = conn.execute(_PARTNERS + " ORDER BY id").fetchall()
-        found += _rekey(conn, "partners", partners, "SELECT id FROM partners WHERE name_key = ?")
-        channels = conn.execute(_CHANNELS).fetchall()
-        found += _rekey(
-            conn, "channels", channels,
-            "SELECT id FROM channels WHERE name_key = ? AND partner_id = ?"
-            " AND deleted_at IS NULL",
-        )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    non_ascii = conn.dialect.non_ascii("name")
+    partners = conn.execute(_PARTNERS.format(non_ascii=non_ascii)).fetchall()
+    found += _rekey(conn, "partners", partners, "SELECT id FROM partners WHERE name_key = ?")
+    channels = conn.execute(_CHANNELS.format(non_ascii=non_ascii)).fetchall()
+    found += _rekey(
+        conn, "channels", channels,
+        "SELECT id FROM channels WHERE name_key = ? AND partner_id = ?"
+        " AND deleted_at IS NULL",
+    )
     return found
 
 
 def _rekey(
-    conn: sqlite3.Connection, table: str, rows: list[tuple[int, str, str, int | None]],
-    twin_sql: str,
+    conn: SqlConnection, table: str, rows: list[Row], twin_sql: str,
 ) -> list[LookAlike]:
     found = []
     for row_id, name, old, partner_id in rows:

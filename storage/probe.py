@@ -18,7 +18,9 @@ from pathlib import Path
 
 from core.errors import StorageError
 from storage.dbthread import transaction
+from storage.errors import Connection
 from storage.health import HEALTHY, Fault, StorageHealth, fault_of
+from storage.sql import SqlConnection
 
 # Below this much room (on the volume, or under the page limit) writes are about to fail:
 # a use case that adds a few pages, the log and a checkpoint need space at once.
@@ -47,13 +49,18 @@ def check_space(conn: sqlite3.Connection, directory: Path) -> StorageHealth:
     return HEALTHY
 
 
+def write_heartbeat(conn: SqlConnection, now_us: int) -> None:
+    """The heartbeat row's write, the same on both engines (inside a write transaction)."""
+    conn.execute(
+        "INSERT INTO heartbeat (id, at) VALUES (1, ?)"
+        " ON CONFLICT (id) DO UPDATE SET at = excluded.at", (now_us,),
+    )
+
+
 def heartbeat(conn: sqlite3.Connection, now_us: int) -> StorageHealth:
-    """One committed write; its failure, classified."""
+    """One committed write on SQLite; its failure, classified."""
     try:
-        transaction(conn, "BEGIN IMMEDIATE", lambda: conn.execute(
-            "INSERT INTO heartbeat (id, at) VALUES (1, ?)"
-            " ON CONFLICT (id) DO UPDATE SET at = excluded.at", (now_us,),
-        ))
+        transaction(conn, "BEGIN IMMEDIATE", lambda: write_heartbeat(Connection(conn), now_us))
     except StorageError as exc:
         return fault_of(exc) or StorageHealth(Fault.IO, str(exc))
     return HEALTHY

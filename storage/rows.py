@@ -1,10 +1,8 @@
-"""Conversions between SQLite rows and domain values."""
+"""Conversions between stored rows (either engine) and domain values."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from core.days import utc
 from core.model import (
@@ -22,6 +20,7 @@ from core.model import (
     Transfer,
     TransferKind,
 )
+from storage.sql import Row
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -53,14 +52,14 @@ def opt_dt(value: int | None) -> datetime | None:
 PARTNER_COLS = "id, name, currency, monthly_price, low_balance_days, billing_day, created_at"
 
 
-def partner(r: sqlite3.Row | tuple[Any, ...]) -> Partner:
+def partner(r: Row) -> Partner:
     return Partner(r[0], r[1], r[2], r[3], r[4], r[5], from_us(r[6]))
 
 
 MEMBER_COLS = "user_id, partner_id, role, linked_at, unreachable"
 
 
-def member(r: sqlite3.Row) -> Member:
+def member(r: Row) -> Member:
     return Member(r[0], r[1], _ROLE[r[2]], from_us(r[3]), bool(r[4]))
 
 
@@ -69,7 +68,7 @@ INVITE_COLS = (
 )
 
 
-def invite(r: sqlite3.Row) -> Invite:
+def invite(r: Row) -> Invite:
     return Invite(
         r[0], r[1], _ROLE[r[2]], r[3], from_us(r[4]), from_us(r[5]), r[6], opt_dt(r[7]), r[8]
     )
@@ -81,7 +80,7 @@ CHANNEL_COLS = (
 )
 
 
-def channel(r: sqlite3.Row) -> Channel:
+def channel(r: Row) -> Channel:
     return Channel(
         r[0], r[1], r[2], from_us(r[3]), opt_dt(r[4]), bool(r[5]), opt_dt(r[6]),
         _BILLING[r[7]], r[8],
@@ -91,7 +90,7 @@ def channel(r: sqlite3.Row) -> Channel:
 TRANSFER_COLS = "id, key, debit, credit, days, kind, actor, reason, created_at, order_id, digest"
 
 
-def transfer(r: sqlite3.Row) -> Transfer:
+def transfer(r: Row) -> Transfer:
     return Transfer(
         r[0], r[1], r[2], r[3], r[4], _TRANSFER_KIND[r[5]], r[6], r[7], from_us(r[8]), r[9], r[10]
     )
@@ -103,7 +102,7 @@ ORDER_COLS = (
 )
 
 
-def order(r: sqlite3.Row) -> PaymentOrder:
+def order(r: Row) -> PaymentOrder:
     return PaymentOrder(
         id=r[0], partner_id=r[1], kind=_ORDER_KIND[r[2]], days=r[3], amount=r[4],
         currency=r[5], status=_ORDER_STATUS[r[6]], created_at=from_us(r[7]), created_by=r[8],
@@ -116,6 +115,6 @@ def order(r: sqlite3.Row) -> PaymentOrder:
 NOTICE_COLS = "n.id, n.key, n.partner_id, n.kind, n.payload, n.created_at"
 
 
-def delivery(r: sqlite3.Row) -> Delivery:
+def delivery(r: Row) -> Delivery:
     notice = Notice(r[3], r[4], r[5], r[6], r[7], from_us(r[8]))
     return Delivery(r[0], notice, r[1], r[2])

@@ -22,10 +22,11 @@ from core.ports import Ledger, LedgerSnapshot
 from storage import files, name_keys, probe
 from storage.chain import start_keyed_chain
 from storage.dbthread import DatabaseThread, transaction
-from storage.errors import translate
+from storage.errors import Connection, translate
 from storage.health import HEALTHY, Fault, HealthMonitor, StorageHealth
 from storage.migrate import migrate
-from storage.sqlite_ledger import SqliteLedger, SqliteSnapshot
+from storage.sql import Engine
+from storage.sql_ledger import SqlLedger, SqlSnapshot
 from storage.stats import StoreStats, read_stats
 
 T = TypeVar("T")
@@ -50,6 +51,8 @@ LOOKUP_BUSY_MS = 20
 
 
 class SqliteStore:
+    engine = Engine.SQLITE
+
     def __init__(
         self,
         thread: DatabaseThread,
@@ -102,10 +105,14 @@ class SqliteStore:
             applied = await thread.call(migrate)
             if applied:
                 log.info("database migrated: %s", ", ".join(applied))
-            name_keys.report(await thread.call(name_keys.rekey_names))
+            name_keys.report(await thread.call(lambda conn: transaction(
+                conn, "BEGIN IMMEDIATE", lambda: name_keys.rekey_names(Connection(conn))
+            )))
             if chain_key is not None:
                 key = chain_key
-                await thread.call(lambda conn: start_keyed_chain(conn, key))
+                await thread.call(lambda conn: transaction(
+                    conn, "BEGIN IMMEDIATE", lambda: start_keyed_chain(Connection(conn), key)
+                ))
             reader = _open_reader(target, synchronous)
             files.tighten_database(target)  # -wal and -shm exist from here on
         except BaseException:
@@ -123,14 +130,14 @@ class SqliteStore:
     async def write(self, work: Callable[[Ledger], T]) -> T:
         key = self._chain_key
         try:
-            return await self._thread.write(lambda conn: work(SqliteLedger(conn, key)))
+            return await self._thread.write(lambda conn: work(SqlLedger(Connection(conn), key)))
         except StorageError as exc:
             self.health.saw(exc)
             raise
 
     async def read(self, work: Callable[[Ledger], T]) -> T:
         return await self._run(
-            lambda conn: transaction(conn, "BEGIN", lambda: work(SqliteLedger(conn)))
+            lambda conn: transaction(conn, "BEGIN", lambda: work(SqlLedger(Connection(conn))))
         )
 
     async def lookup(self, work: Callable[[Ledger], T]) -> T:
@@ -140,7 +147,7 @@ class SqliteStore:
         reader = self._reader
         if reader is None:
             return await self.read(work)
-        ledger = SqliteLedger(reader)
+        ledger = SqlLedger(Connection(reader))
         try:
             return transaction(reader, "BEGIN", lambda: work(ledger))
         except StoreBusy:
@@ -151,7 +158,7 @@ class SqliteStore:
 
     async def verify(self, work: Callable[[LedgerSnapshot], T]) -> T:
         return await self._run(
-            lambda conn: transaction(conn, "BEGIN", lambda: work(SqliteSnapshot(conn)))
+            lambda conn: transaction(conn, "BEGIN", lambda: work(SqlSnapshot(Connection(conn))))
         )
 
     async def ping(self) -> bool:
@@ -211,7 +218,7 @@ class SqliteStore:
     async def stats(self, now_us: int) -> StoreStats:
         """Figures for /metrics, read in one snapshot (cheap: indexed aggregates)."""
         return await self._run(
-            lambda conn: transaction(conn, "BEGIN", lambda: read_stats(conn, now_us))
+            lambda conn: transaction(conn, "BEGIN", lambda: read_stats(Connection(conn), now_us))
         )
 
     async def backup(self, destination: Path | str) -> Path:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+
+from storage.sql import SqlConnection
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class StoreStats:
     jobs: tuple[JobFigures, ...]
 
 
-def read_stats(c: sqlite3.Connection, now_us: int) -> StoreStats:
+def read_stats(c: SqlConnection, now_us: int) -> StoreStats:
     paid = c.execute(
         "SELECT count(*), coalesce(sum(days), 0) FROM transfers WHERE kind = 'purchase'"
     ).fetchone()

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import time
 
-from storage.sqlite import SqliteStore
+from storage.base import OperatedStore
 
 log = logging.getLogger("storage.health")
 
@@ -16,7 +16,7 @@ DEEP_EVERY = 3  # rounds between quick_checks (and the first round is one)
 
 
 class HealthWatch:
-    def __init__(self, store: SqliteStore, interval: float, deep_every: int = DEEP_EVERY) -> None:
+    def __init__(self, store: OperatedStore, interval: float, deep_every: int = DEEP_EVERY) -> None:
         self.store = store
         self.interval = interval
         self.deep_every = max(1, deep_every)

@@ -1,5 +1,6 @@
-"""Fixtures shared by every test layer: a clock that moves only when told, the two stores
-(the in-memory fake and a real SQLite file) and the billing service over either."""
+"""Fixtures shared by every test layer: a clock that moves only when told, the stores
+(the in-memory fake, a real SQLite file, a real PostgreSQL database) and the billing
+service over any of them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from core.policy import BillingPolicy
 from core.ports import Store
 from core.service import BillingService
 from storage.memory import MemoryStore
+from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
 from tests.pg_server import HOW_TO_RUN, PgServer, PgUnavailable
 
@@ -112,7 +114,17 @@ def pg_url(pg_server: PgServer) -> Iterator[str]:
         pg_server.drop_database(url)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture
+async def postgres_store(pg_url: str) -> AsyncIterator[PostgresStore]:
+    """A PostgresStore on a fresh database of the test server, closed after the test."""
+    store = await PostgresStore.open(pg_url)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(request: pytest.FixtureRequest) -> Store:
     """Each test that takes `store` runs once per implementation of core.ports.Store."""
     chosen: Store = request.getfixturevalue(f"{request.param}_store")

@@ -1,4 +1,4 @@
-"""The update inbox's rows (core/inbox.py), part of SqliteLedger."""
+"""The update inbox's rows (core/inbox.py), part of SqlLedger (both engines)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from core.inbox import InboxUpdate
-from storage.errors import Connection
 from storage.rows import from_us, to_us
+from storage.sql import SqlConnection
 
 
-class SqliteInbox:
-    conn: Connection
+class SqlInbox:
+    conn: SqlConnection
 
     def add_updates(self, updates: Sequence[InboxUpdate]) -> list[int]:
         if not updates:

@@ -1,9 +1,10 @@
-"""core.ports.Ledger over a sqlite3 connection; runs on the store's database thread."""
+"""core.ports.Ledger in SQL written once for SQLite and PostgreSQL (storage/sql.py).
+
+It runs inside the transaction its store opened: on SQLite's database thread, or on a
+PostgreSQL store's worker thread. Nothing here begins or ends a transaction."""
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
@@ -27,18 +28,18 @@ from core.model import (
 )
 from core.names import name_key
 from storage import chain, rows
-from storage.errors import Connection
 from storage.rows import opt_us, to_us
-from storage.sqlite_inbox import SqliteInbox
+from storage.sql import Row, SqlConnection
+from storage.sql_inbox import SqlInbox
 
 
-class SqliteLedger(SqliteInbox):
-    def __init__(self, conn: sqlite3.Connection, chain_key: bytes | None = None) -> None:
-        self.conn = Connection(conn)
+class SqlLedger(SqlInbox):
+    def __init__(self, conn: SqlConnection, chain_key: bytes | None = None) -> None:
+        self.conn = conn
         self.chain_key = chain_key  # ledger.chain_key: seals transfers (storage/chain.py)
 
-    def _one(self, sql: str, args: Sequence[object] = ()) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.conn.execute(sql, args).fetchone()
+    def _one(self, sql: str, args: Sequence[object] = ()) -> Row | None:
+        row: Row | None = self.conn.execute(sql, args).fetchone()
         return row
 
     # partners ---------------------------------------------------------------------
@@ -54,11 +55,11 @@ class SqliteLedger(SqliteInbox):
     ) -> Partner:
         cur = self.conn.execute(
             "INSERT INTO partners (name, name_key, currency, monthly_price, low_balance_days,"
-            " billing_day, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " billing_day, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (name, name_key(name), currency, monthly_price, low_balance_days, billing_day,
              to_us(created_at)),
         )
-        partner_id = int(cur.lastrowid or 0)
+        partner_id = int(cur.fetchone()[0])
         self.conn.execute(
             "INSERT INTO accounts (code, partner_id) VALUES (?, ?)",
             (partner_account(partner_id), partner_id),
@@ -123,12 +124,11 @@ class SqliteLedger(SqliteInbox):
         expires_at: datetime,
         created_by: str,
     ) -> Invite:
-        cur = self.conn.execute(
+        row = self._one(
             "INSERT INTO invites (partner_id, role, code_hash, created_at, expires_at,"
-            " created_by) VALUES (?, ?, ?, ?, ?, ?)",
+            f" created_by) VALUES (?, ?, ?, ?, ?, ?) RETURNING {rows.INVITE_COLS}",
             (partner_id, role.value, code_hash, to_us(created_at), to_us(expires_at), created_by),
         )
-        row = self._one(f"SELECT {rows.INVITE_COLS} FROM invites WHERE id = ?", (cur.lastrowid,))
         assert row is not None
         return rows.invite(row)
 
@@ -148,10 +148,11 @@ class SqliteLedger(SqliteInbox):
 
     def add_channel(self, partner_id: int, name: str, created_at: datetime) -> Channel:
         cur = self.conn.execute(
-            "INSERT INTO channels (partner_id, name, name_key, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO channels (partner_id, name, name_key, created_at) VALUES (?, ?, ?, ?)"
+            " RETURNING id",
             (partner_id, name, name_key(name), to_us(created_at)),
         )
-        channel_id = int(cur.lastrowid or 0)
+        channel_id = int(cur.fetchone()[0])
         self.conn.execute(
             "INSERT INTO accounts (code, partner_id, channel_id) VALUES (?, ?, ?)",
             (channel_account(channel_id), partner_id, channel_id),
@@ -224,11 +225,11 @@ class SqliteLedger(SqliteInbox):
         cur = self.conn.execute(
             f"SELECT {rows.TRANSFER_COLS} FROM ("
             f" SELECT * FROM (SELECT * FROM transfers WHERE debit = ? AND id < ?"
-            "  ORDER BY id DESC LIMIT ?)"
+            "  ORDER BY id DESC LIMIT ?) AS d"
             " UNION ALL"
             f" SELECT * FROM (SELECT * FROM transfers WHERE credit = ? AND id < ?"
-            "  ORDER BY id DESC LIMIT ?)"
-            ") ORDER BY id DESC LIMIT ?",
+            "  ORDER BY id DESC LIMIT ?) AS c"
+            ") AS t ORDER BY id DESC LIMIT ?",
             (account, before, limit, account, before, limit, limit),
         )
         return [rows.transfer(r) for r in cur]
@@ -269,15 +270,15 @@ class SqliteLedger(SqliteInbox):
         channels: int | None = None,
         channel_id: int | None = None,
     ) -> PaymentOrder:
-        cur = self.conn.execute(
+        row = self._one(
             "INSERT INTO orders (partner_id, kind, days, amount, currency, status, created_at,"
-            " created_by, period, channels, channel_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " created_by, period, channels, channel_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+            f" RETURNING {rows.ORDER_COLS}",
             (partner_id, kind.value, days, amount, currency, OrderStatus.OPEN.value,
              to_us(created_at), created_by, period, channels, channel_id),
         )
-        order = self.get_order(int(cur.lastrowid or 0))
-        assert order is not None
-        return order
+        assert row is not None
+        return rows.order(row)
 
     def get_order(self, order_id: int) -> PaymentOrder | None:
         row = self._one(f"SELECT {rows.ORDER_COLS} FROM orders WHERE id = ?", (order_id,))
@@ -350,7 +351,8 @@ class SqliteLedger(SqliteInbox):
             f"SELECT {_ALERT_COLS} FROM partners p"
             " JOIN accounts a ON a.code = 'partner:' || p.id"
             " LEFT JOIN alert_state s ON s.partner_id = p.id"
-            " WHERE (a.balance < p.low_balance_days) <> coalesce(s.below, 0)"
+            " WHERE (CASE WHEN a.balance < p.low_balance_days THEN 1 ELSE 0 END)"
+            " <> coalesce(s.below, 0)"
         )
         return [_alert(r) for r in cur]
 
@@ -369,12 +371,13 @@ class SqliteLedger(SqliteInbox):
         found: dict[int, list[datetime]] = {p: [] for p in partner_ids}
         if not partner_ids:
             return found
-        # The partner ids go in as one JSON array: one statement however many there are.
+        # The partner ids go in as one parameter: one statement however many there are.
+        dialect = self.conn.dialect
         cur = self.conn.execute(
             "SELECT partner_id, active_until FROM channels"
             " WHERE deleted_at IS NULL AND active_until > ?"
-            " AND partner_id IN (SELECT value FROM json_each(?))",
-            (to_us(now), json.dumps(list(partner_ids))),
+            f" AND {dialect.member_of('partner_id')}",
+            (to_us(now), dialect.id_list(partner_ids)),
         )
         for partner_id, until in cur:
             found[partner_id].append(rows.from_us(until))
@@ -437,9 +440,9 @@ class SqliteLedger(SqliteInbox):
 
     def start_job_run(self, job: str, at: datetime) -> int:
         cur = self.conn.execute(
-            "INSERT INTO job_runs (job, started_at) VALUES (?, ?)", (job, to_us(at))
+            "INSERT INTO job_runs (job, started_at) VALUES (?, ?) RETURNING id", (job, to_us(at))
         )
-        return int(cur.lastrowid or 0)
+        return int(cur.fetchone()[0])
 
     def finish_job_run(self, run_id: int, at: datetime, ok: bool, summary: str) -> None:
         self.conn.execute(
@@ -538,15 +541,15 @@ ALERT_STATE_SQL = (
 )
 
 
-def _alert(r: sqlite3.Row) -> AlertState:
+def _alert(r: Row) -> AlertState:
     return AlertState(rows.partner(r[:7]), r[7], bool(r[8]), r[9])
 
 
-class SqliteSnapshot:
+class SqlSnapshot:
     """core.ports.LedgerSnapshot inside one read transaction."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = Connection(conn)
+    def __init__(self, conn: SqlConnection) -> None:
+        self.conn = conn
 
     def transfers(self) -> Iterator[Transfer]:
         cur = self.conn.execute(f"SELECT {rows.TRANSFER_COLS} FROM transfers ORDER BY id")
