@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,16 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
+from core.errors import StorageError
 from core.invariants import VerifyReport
+from core.policy import BillingPolicy
+from core.service import BillingService
 from partnerbot.config import Settings
+from partnerbot.wiring import SystemClock
+from storage import migrate
+from storage.pg import PgConnection
+from storage.postgres import PostgresStore, display_url
+from storage.sql import Cursor, Dialect
 
 # Bookkeeping of each engine's migration runner: never copied, the target has its own.
 NOT_COPIED = frozenset({"schema_migrations"})
@@ -64,16 +73,6 @@ class CopyDone:
         return sum(t.rows for t in self.tables)
 
 
-def public_url(url: str) -> str:
-    """`url` fit to print: the password replaced by `***`."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
-
-
 def check_url(url: str) -> str:
     """The target URL if it names a PostgreSQL database; else CopyRefused, without echoing
     the URL (it may hold a password)."""
@@ -92,12 +91,16 @@ def check_url(url: str) -> str:
     return url
 
 
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def connect(url: str) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(url, connect_timeout=10, autocommit=True)
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CopyRefused(f"cannot connect to {public_url(url)}: {first}") from None
+        raise CopyRefused(f"cannot connect to {display_url(url)}: {first_line(exc)}") from None
 
 
 def existing_tables(conn: psycopg.Connection[Any]) -> list[str]:
@@ -112,7 +115,7 @@ def refuse_unless_empty(conn: psycopg.Connection[Any], url: str) -> None:
     found = existing_tables(conn)
     if found:
         raise CopyRefused(
-            f"{public_url(url)} is not empty ({len(found)} tables, e.g. {found[0]}): "
+            f"{display_url(url)} is not empty ({len(found)} tables, e.g. {found[0]}): "
             "db copy fills only an empty database"
         )
 
@@ -200,6 +203,22 @@ def copy_table(
                      .format(sql.Identifier(table), names, names, into))
 
 
+def replay_transfers(
+    conn: psycopg.Connection[Any], columns: Sequence[str], rows: Iterator[tuple[Any, ...]]
+) -> None:
+    """The transfers one INSERT each, in id order, not one COPY: PostgreSQL runs a row's
+    AFTER trigger (the one that moves the days) at the end of its statement, so within
+    one COPY every row's BEFORE check (no overdraft) would see the balances from before
+    the whole COPY. One statement per row replays the history as it was written."""
+    statement = sql.SQL("INSERT INTO transfers ({}) VALUES ({})").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+        sql.SQL(", ").join(sql.Placeholder() for _ in columns),
+    )
+    with conn.cursor() as cur:
+        while batch := list(itertools.islice(rows, BATCH)):
+            cur.executemany(statement, batch)
+
+
 def reset_sequences(conn: psycopg.Connection[Any]) -> None:
     """Each identity or serial column's sequence past the largest copied id, so the next
     row PostgreSQL numbers does not collide with a copied one."""
@@ -227,6 +246,49 @@ def balances(rows: Sequence[Sequence[Any]]) -> dict[str, int]:
 Migrate = Callable[[psycopg.Connection[Any]], None]
 
 
+def copy_tables(
+    src: sqlite3.Connection, conn: psycopg.Connection[Any], migrate: Migrate
+) -> tuple[list[TableCopied], int]:
+    """The copy's one transaction: the schema, every table, the checks. Returns the tables
+    copied and the number of balances compared."""
+    copied: list[TableCopied] = []
+    with conn.transaction():
+        migrate(conn)
+        made = set(existing_tables(conn))
+        for table in source_tables(src):
+            columns, key = columns_of(src, table)
+            if table not in made:
+                raise CopyRefused(f"table {table} has no counterpart in the PostgreSQL schema")
+            missing = set(columns) - target_columns(conn, table)
+            if missing:
+                raise CopyRefused(f"{table}: no column {sorted(missing)} in PostgreSQL")
+            rows = read_rows(src, table, columns, key,
+                             zero="balance" if table == "accounts" else None)
+            try:
+                if table == "transfers":
+                    replay_transfers(conn, columns, rows)
+                else:
+                    copy_table(conn, table, columns, rows, seeded=count(conn, table) > 0)
+            except psycopg.Error as exc:
+                raise CopyRefused(f"{table}: {first_line(exc)}; nothing kept") from None
+            (expected,) = src.execute(f'SELECT count(*) FROM "{table}"').fetchone()  # noqa: S608
+            got = count(conn, table)
+            if got != int(expected):
+                raise CopyRefused(f"{table}: {got} rows copied of {expected}; nothing kept")
+            copied.append(TableCopied(table, got))
+        reset_sequences(conn)
+        want = balances(src.execute("SELECT code, balance FROM accounts").fetchall())
+        have = balances(conn.execute("SELECT code, balance FROM accounts").fetchall())
+        wrong = sorted(c for c in want.keys() | have.keys() if want.get(c) != have.get(c))
+        if wrong:
+            raise CopyRefused(
+                f"balances differ after replaying the transfers ({len(wrong)} accounts, "
+                f"e.g. {wrong[0]}: {want.get(wrong[0])} in SQLite, "
+                f"{have.get(wrong[0])} in PostgreSQL); nothing kept"
+            )
+    return copied, len(want)
+
+
 def copy_database(source: Path, url: str, migrate: Migrate) -> CopyDone:
     """Copy the SQLite file `source` into the empty database at `url`; `migrate` makes the
     target's schema on the given connection, inside the copy's transaction."""
@@ -236,48 +298,52 @@ def copy_database(source: Path, url: str, migrate: Migrate) -> CopyDone:
     ) as src, connect(url) as conn:
         refuse_unless_empty(conn, url)
         src.execute("BEGIN")  # one read transaction: a consistent snapshot
-        copied: list[TableCopied] = []
-        with conn.transaction():
-            migrate(conn)
-            made = set(existing_tables(conn))
-            for table in source_tables(src):
-                columns, key = columns_of(src, table)
-                if table not in made:
-                    raise CopyRefused(f"table {table} has no counterpart in the PostgreSQL schema")
-                missing = set(columns) - target_columns(conn, table)
-                if missing:
-                    raise CopyRefused(f"{table}: no column {sorted(missing)} in PostgreSQL")
-                rows = read_rows(src, table, columns, key,
-                                 zero="balance" if table == "accounts" else None)
-                copy_table(conn, table, columns, rows, seeded=count(conn, table) > 0)
-                (expected,) = src.execute(f'SELECT count(*) FROM "{table}"').fetchone()  # noqa: S608
-                got = count(conn, table)
-                if got != int(expected):
-                    raise CopyRefused(f"{table}: {got} rows copied of {expected}; nothing kept")
-                copied.append(TableCopied(table, got))
-            reset_sequences(conn)
-            want = balances(src.execute("SELECT code, balance FROM accounts").fetchall())
-            have = balances(conn.execute("SELECT code, balance FROM accounts").fetchall())
-            if want != have:
-                wrong = sorted(c for c in want.keys() | have.keys() if want.get(c) != have.get(c))
-                raise CopyRefused(
-                    f"balances differ after replaying the transfers ({len(wrong)} accounts, "
-                    f"e.g. {wrong[0]}: {want.get(wrong[0])} in SQLite, "
-                    f"{have.get(wrong[0])} in PostgreSQL); nothing kept"
-                )
-        src.rollback()
-    return CopyDone(public_url(url), tuple(copied), len(want))
+        try:
+            copied, compared = copy_tables(src, conn, migrate)
+        except (psycopg.Error, StorageError) as exc:
+            raise CopyRefused(f"{first_line(exc)}; nothing kept") from None
+        finally:
+            src.rollback()
+    return CopyDone(display_url(url), tuple(copied), compared)
+
+
+class _InOneTransaction:
+    """storage/migrate.py's runner inside the copy's transaction: each migration's own
+    BEGIN, COMMIT and ROLLBACK become a savepoint, so a copy that fails later takes the
+    schema back with it and the target is left as empty as it was found."""
+
+    def __init__(self, conn: PgConnection) -> None:
+        self.conn = conn
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.conn.dialect
+
+    def execute(self, statement: str, args: Sequence[Any] = ()) -> Cursor:
+        verb = statement.split(None, 1)[0].upper() if statement.strip() else ""
+        nested = {"BEGIN": "SAVEPOINT migration", "COMMIT": "RELEASE SAVEPOINT migration",
+                  "ROLLBACK": "ROLLBACK TO SAVEPOINT migration"}.get(verb)
+        return self.conn.execute(nested or statement, () if nested else args)
+
+    def executemany(self, statement: str, args: Iterable[Sequence[Any]]) -> Cursor:
+        return self.conn.executemany(statement, args)
 
 
 def migrate_postgres(conn: psycopg.Connection[Any]) -> None:
-    """The PostgreSQL migrations (storage/migrations/postgres), on `conn`, in its
-    transaction. PENDING h-sql: its runner."""
-    raise CopyRefused("this build has no PostgreSQL migrations yet (storage/migrations/postgres)")
+    """The PostgreSQL migrations (storage/migrations/postgres), on `conn`, inside its
+    transaction."""
+    migrate.migrate_postgres(_InOneTransaction(PgConnection(conn)))
 
 
 async def verify_postgres(settings: Settings, url: str) -> VerifyReport:
-    """`ledger verify`'s check of the ledger at `url`. PENDING h-sql: its store."""
-    raise CopyRefused("this build has no PostgreSQL store yet")
+    """`ledger verify`'s check of the copy. Opened without the chain key, as `ledger
+    verify` opens a ledger (checking never starts a keyed chain); checked with it."""
+    store = await PostgresStore.open(url)
+    try:
+        billing = BillingService(store, SystemClock(), BillingPolicy())
+        return await billing.verify(chain_key=settings.ledger.chain_key_bytes)
+    finally:
+        await store.close()
 
 
 async def copy_to_postgres(settings: Settings, url: str) -> tuple[CopyDone, VerifyReport]:
@@ -289,5 +355,5 @@ async def copy_to_postgres(settings: Settings, url: str) -> tuple[CopyDone, Veri
 
 __all__ = [
     "CopyDone", "CopyRefused", "TableCopied", "check_url", "copy_database", "copy_to_postgres",
-    "public_url",
+    "migrate_postgres",
 ]
