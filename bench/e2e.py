@@ -3,6 +3,8 @@
     .venv/bin/python bench/e2e.py [--quick] [--users N] [--rounds R] [--seconds S]
                                   [--writes SHARE] [--dir DIR] [--no-log]
                                   [--production-limiter] [--profile FILE]
+    .venv/bin/python bench/e2e.py --mode webhook --database URL [--instances 1,3]
+                                  (bench/e2e_cluster.py: partnerbot run instances)
 
 Two processes. The load process (bench/e2e_load.py) runs the loopback Bot API server
 (tests/fakes/telegram_api's FakeTelegram) and the users who talk to it; the bot process runs
