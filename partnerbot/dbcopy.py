@@ -183,12 +183,13 @@ def count(conn: psycopg.Connection[Any], table: str) -> int:
 
 
 def copy_table(
-    conn: psycopg.Connection[Any], table: str, columns: Sequence[str],
+    conn: psycopg.Connection[Any], table: str, columns: Sequence[str], key: Sequence[str],
     rows: Iterator[tuple[Any, ...]], seeded: bool,
 ) -> None:
     """COPY `rows` into `table`. A table the migrations already seeded (the outside
-    accounts) goes through a temporary table and keeps its seeded rows where the source
-    has the same ones; the row counts compared afterwards catch any other difference."""
+    accounts) goes through a temporary table, and a seeded row the source also has takes
+    the source's values (its key's ON CONFLICT); the row counts compared afterwards catch
+    any other difference."""
     names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     into = sql.Identifier(table)
     if seeded:
@@ -199,8 +200,18 @@ def copy_table(
         for row in rows:
             copy.write_row(row)
     if seeded:
-        conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING")
-                     .format(sql.Identifier(table), names, names, into))
+        rest = [c for c in columns if c not in key]
+        on_conflict: sql.Composable = sql.SQL("DO NOTHING")
+        if key and rest:
+            on_conflict = sql.SQL("({}) DO UPDATE SET {}").format(
+                sql.SQL(", ").join(sql.Identifier(c) for c in key),
+                sql.SQL(", ").join(
+                    sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+                    for c in rest
+                ),
+            )
+        conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT {}")
+                     .format(sql.Identifier(table), names, names, into, on_conflict))
 
 
 def replay_transfers(
@@ -268,7 +279,7 @@ def copy_tables(
                 if table == "transfers":
                     replay_transfers(conn, columns, rows)
                 else:
-                    copy_table(conn, table, columns, rows, seeded=count(conn, table) > 0)
+                    copy_table(conn, table, columns, key, rows, seeded=count(conn, table) > 0)
             except psycopg.Error as exc:
                 raise CopyRefused(f"{table}: {first_line(exc)}; nothing kept") from None
             (expected,) = src.execute(f'SELECT count(*) FROM "{table}"').fetchone()  # noqa: S608
