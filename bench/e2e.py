@@ -3,6 +3,8 @@
     .venv/bin/python bench/e2e.py [--quick] [--users N] [--rounds R] [--seconds S]
                                   [--writes SHARE] [--dir DIR] [--no-log]
                                   [--production-limiter] [--profile FILE]
+    .venv/bin/python bench/e2e.py --mode webhook --database URL [--instances 1,3]
+                                  (bench/e2e_cluster.py: partnerbot run instances)
 
 Two processes. The load process (bench/e2e_load.py) runs the loopback Bot API server
 (tests/fakes/telegram_api's FakeTelegram) and the users who talk to it; the bot process runs
@@ -491,6 +493,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="cProfile the bot process during the timed rounds of one side "
                         "(--profile-side, default ours); stats to this file")
     parser.add_argument("--profile-side", choices=("ours", "bare"), default="ours")
+    parser.add_argument("--mode", choices=("polling", "webhook"), default="polling",
+                        help="polling (default): the bot in this process against bare PTB; "
+                        "webhook: `partnerbot run` instances behind a loopback balancer "
+                        "(bench/e2e_cluster.py; needs --database)")
+    parser.add_argument("--database", metavar="URL",
+                        help="webhook mode: an EMPTY PostgreSQL database (left filled)")
+    parser.add_argument("--instances", default="1,3",
+                        help="webhook mode: instance counts to measure, e.g. 1, 3 or 1,3 "
+                        "(default 1,3: the last line is then webhook_3_vs_1)")
     args = parser.parse_args(argv)
     global VERBOSE  # noqa: PLW0603 - one switch for the progress lines
     VERBOSE = args.verbose
@@ -499,6 +510,16 @@ def main(argv: list[str] | None = None) -> int:
     args.warmup = 1.0 if args.quick else 2.0
     if args.users < 1 or args.rounds < 1 or args.seconds <= 0 or not 0 <= args.writes <= 1:
         parser.error("--users, --rounds, --seconds must be positive; --writes within 0..1")
+    if args.mode == "webhook":
+        try:
+            args.instances = [int(n) for n in args.instances.split(",")]
+        except ValueError:
+            parser.error("--instances: instance counts separated by commas, e.g. 1,3")
+        if not args.database or not all(0 < n <= 16 for n in args.instances):
+            parser.error("--mode webhook needs --database URL and --instances within 1..16")
+        import e2e_cluster  # bench/ is the script's own directory
+
+        return e2e_cluster.main(args, populate)
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="partnerbot-e2e-", dir=args.dir) as tmp:

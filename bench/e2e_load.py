@@ -31,6 +31,9 @@ REPLY_TIMEOUT = 20.0  # seconds; a reply that late is a failure, not a sample
 QUIET = 0.3  # seconds without a reply before "no second reply" is believed
 BARE_TEXT = "ok"
 READS = ("/balance", "/channels", "/history")
+# Webhook mode (bench/e2e_cluster.py): the server posts updates over this many connections,
+# as Telegram does up to setWebhook's max_connections (default 40).
+WEBHOOK_CONNECTIONS = 40
 # What the first line of a successful answer starts with (anything else is a refusal,
 # a usage hint or the apology of the error handler).
 EXPECTED = {
@@ -190,6 +193,13 @@ async def serve(conn: Connection) -> None:
                     conn.send(len(users))
                 case ("phase", PhaseRequest() as phase):
                     conn.send(await run_phase(tg, users, phase))
+                case ("webhook", str() as url, str() as secret):
+                    # bench/e2e_cluster.py: POST each update to the instances' balancer.
+                    tg.start_delivery(url, secret=secret, connections=WEBHOOK_CONNECTIONS)
+                    conn.send(None)
+                case ("webhook", None, None):
+                    await tg.stop_delivery()
+                    conn.send(None)
                 case ("check",):
                     conn.send(final_check(tg, users))
                 case ("stop",):

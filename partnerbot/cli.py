@@ -137,6 +137,31 @@ async def db_backup(args: argparse.Namespace, svc: Services) -> int:
     return 0
 
 
+async def db_copy(args: argparse.Namespace, svc: Services) -> int:
+    """`partnerbot db copy URL` (partnerbot/dbcopy.py): the source was just opened (and so
+    migrated to the current schema) as `svc`; the copy reads the file itself."""
+    from partnerbot.dbcopy import CopyRefused, copy_to_postgres
+
+    if svc.settings.database.url is not None:
+        raise CliError("db copy: database.url is set; it copies the SQLite database at "
+                       "database.path into the URL given: unset database.url for the copy")
+    try:
+        done, report = await copy_to_postgres(svc.settings, args.url)
+    except CopyRefused as exc:
+        raise CliError(f"db copy: {exc}") from None
+    for table in done.tables:
+        out(f"{table.name}: {table.rows} rows")
+    out(f"copied {done.rows} rows in {len(done.tables)} tables into {done.target}; "
+        f"{done.balances} balances equal to the source's")
+    out(report.summary())
+    if not report.ok:
+        for violation in report.violations:
+            out(f"  {violation}")
+        return 1
+    out("verified")
+    return 0
+
+
 async def jobs_run(args: argparse.Namespace, svc: Services) -> int:
     try:
         out(await run_job(args.job, svc, args.period, by_hand=True))
@@ -207,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = dsub.add_parser("backup", parents=[common], help="consistent online copy")
     p.add_argument("path", help="file to write (must not exist)")
     p.set_defaults(handler=db_backup)
+    p = dsub.add_parser(
+        "copy", parents=[common],
+        help="copy the SQLite database into an empty PostgreSQL database, then verify it",
+    )
+    p.add_argument("url", help="postgresql://user:password@host:port/database (empty)")
+    p.set_defaults(handler=db_copy)
 
     add_parser(sub, common)  # webhook set|info|delete (partnerbot/webhook_cli.py)
     return parser
@@ -225,7 +256,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     handler: Handler = args.handler
     if handler is partner_add:
         check_partner_add(args, settings)
-    services = await open_services(settings, writes=handler is not ledger_verify)
+    # Checking or copying a ledger never starts its keyed chain first.
+    services = await open_services(settings, writes=handler not in (ledger_verify, db_copy))
     try:
         return await handler(args, services)
     finally:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from core.service import BillingService
 from storage.memory import MemoryStore
 from storage.postgres import PostgresStore
 from storage.sqlite import SqliteStore
-from tests.pg_server import PgServer, PgUnavailable
+from tests.pg_server import HOW_TO_RUN, PgServer, PgUnavailable
 
 # A Monday in the middle of a month, well away from month ends and DST changes.
 START = datetime(2030, 1, 14, 9, 30, tzinfo=UTC)
@@ -88,6 +88,20 @@ def pg_server() -> Iterator[PgServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A PostgreSQL test skipped for want of a server is reported at one place, so the
+    summary folds them all into one line (`SKIPPED [N] tests/conftest.py: PostgreSQL tests
+    skipped: ...`) instead of one line per test."""
+    report = yield
+    if report.skipped and isinstance(report.longrepr, tuple) and HOW_TO_RUN in report.longrepr[2]:
+        # No line number: pytest then prints the file alone (its own folded-skip form).
+        report.longrepr = (__file__, None, report.longrepr[2])  # type: ignore[assignment]
+    return report
 
 
 @pytest.fixture
