@@ -120,6 +120,14 @@ class FloodLimiter:
             return Verdict.TELL
         return Verdict.DROP
 
+    def introduce(self, key: int, sender: Sender) -> None:
+        """Who a user is, read before their update meets the limit (webhook mode): a
+        new bucket starts full at that allowance; a known one changes as `learn` does."""
+        if key not in self._buckets:
+            self._add(key, sender, self.clock.now().timestamp())
+            return
+        self.learn(key, sender)
+
     def learn(self, key: int, sender: Sender) -> None:
         """A handler read who this user is: their allowance follows from now on."""
         bucket = self._buckets.get(key)

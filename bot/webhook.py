@@ -31,8 +31,8 @@ from aiohttp import web
 from telegram import Bot, Update
 
 from bot.claims import ClaimedUpdates, Recorded
-from bot.gate import FloodGate, origin_of_raw
-from bot.limits import Verdict
+from bot.gate import FloodGate, Origin, origin_of_raw
+from bot.limits import Sender, Verdict
 from core.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ class TelegramWebhook:
             return _bad(400, str(exc))
         origin = origin_of_raw(raw)
         if self.gate is not None:
+            await self._identify(self.gate, origin)
             verdict = self.gate.decide(origin, update_id)
             if verdict is not Verdict.ADMIT:
                 if verdict is Verdict.TELL:
@@ -140,6 +141,24 @@ class TelegramWebhook:
         if recorded is Recorded.DUPLICATE:
             return WebhookResult.DUPLICATE, _answer(200)
         return WebhookResult.RECORDED, _answer(200)
+
+    async def _identify(self, gate: FloodGate, origin: Origin | None) -> None:
+        """Read whether a sender the gate does not know is a member, once (then the gate
+        remembers, up to its bound). Polling learns it from the handler that answers;
+        with several instances the one that records an update is often not the one that
+        handles it, and a member would be held to a stranger's allowance here. One
+        indexed read per new sender, none per update; a failing read leaves them unknown
+        (limited as a stranger) rather than refusing the update."""
+        if origin is None or origin.group or origin.user_id in gate.support_ids:
+            return
+        if gate.limiter.known(origin.user_id) is not None:
+            return
+        user_id = origin.user_id
+        try:
+            member = await self.claims.store.lookup(lambda lg: lg.get_member(user_id))
+        except StorageError:
+            return
+        gate.limiter.introduce(user_id, Sender.STRANGER if member is None else Sender.MEMBER)
 
     def _tell(self, raw: dict[str, Any]) -> None:
         """Say "too many" (once a minute per flooder) after answering Telegram."""

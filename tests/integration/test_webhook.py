@@ -14,6 +14,7 @@ file, the fake Bot API posting updates as Telegram does (tests/integration/webho
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import datetime, timedelta
@@ -285,3 +286,29 @@ async def test_a_graceful_stop_releases_what_the_instance_held_for_the_others_at
         assert (await user.wait_reply()).text == UNKNOWN
         await tg.wait_until(lambda: b.claims.in_hand == 0, what="marked")
         assert await b.inbox_rows() == [(80, STRANGER, 1, None)]
+
+
+async def test_a_member_new_to_this_instance_gets_a_members_allowance(tmp_path: Path) -> None:
+    """Behind a balancer the instance that records a member's update has often never
+    handled one of theirs: it reads who they are, and does not hold them to a stranger's
+    allowance (h-ops saw members' bursts dropped with three instances)."""
+    db, clock = tmp_path / "bot.db", FakeClock()
+    strict = FloodLimits(member_per_minute=30, stranger_per_minute=2)
+    async with FakeTelegram() as tg, webhook_instance(tg, db, clock, name="a") as a:
+        tg.start_delivery(a.url, secret=SECRET)
+        await link_owner(tg, a)
+        async with webhook_instance(tg, db, clock, limits=strict, name="b") as b:
+            # At once, as Telegram's connections bring them: none is handled (where b
+            # would learn who the sender is) before the others meet the limit.
+            answers = await asyncio.gather(
+                *(b.post(message(900 + n, OWNER, "/balance")) for n in range(6))
+            )
+            statuses = [status for status, *_ in answers]
+            stranger = [
+                (await b.post(message(950 + n, STRANGER, "/nonsense")))[0] for n in range(4)
+            ]
+            await tg.wait_until(lambda: b.claims.in_hand == 0, what="handled")
+
+    assert statuses == [200] * 6 and stranger == [200] * 4
+    # All six of the member's recorded; the stranger still held to two.
+    assert b.results == {"recorded": 8, "limited": 2}
