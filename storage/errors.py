@@ -38,6 +38,9 @@ class Connection:
         except sqlite3.Error as exc:
             raise translate(exc) from exc
 
+    def stream(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.execute(sql, args)  # sqlite3 cursors step through rows as read
+
     def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> sqlite3.Cursor:
         try:
             return self.raw.executemany(sql, args)

@@ -16,6 +16,7 @@ Reads cannot be refused and always run as they are.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ from core.errors import StorageError, StoreBusy
 from storage.sql import POSTGRES, Cursor, Dialect, pg_statement
 
 log = logging.getLogger(__name__)
+_CURSORS = itertools.count(1)  # names of server-side cursors (unique per connection)
 
 # Conflicts between concurrent transactions: the transaction was undone and may simply
 # run again (storage/postgres.py retries them, a bounded number of times).
@@ -79,12 +81,13 @@ class PgConnection:
     """A psycopg connection whose statements take `?` placeholders and raise
     StorageError. A statement without arguments goes as written (no `%` escaping)."""
 
-    __slots__ = ("raw", "refused", "savepoints")
+    __slots__ = ("raw", "refused", "savepoints", "streams")
 
     def __init__(self, raw: psycopg.Connection[Any], *, savepoints: bool = False) -> None:
         self.raw = raw
         self.savepoints = savepoints  # a savepoint around each write in a transaction
         self.refused = False  # a write failed bare: the transaction is abandoned
+        self.streams: list[psycopg.ServerCursor[Any]] = []  # closed by close_streams()
 
     @property
     def dialect(self) -> Dialect:
@@ -115,6 +118,28 @@ class PgConnection:
             if wrapped:
                 self._undo_statement()
             raise translated(exc) from exc
+
+    def stream(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
+        """A server-side cursor (DECLARE ... FETCH): psycopg's ordinary cursor would hold
+        every row of the result in memory at once."""
+        cur = self.raw.cursor(name=f"stream_{next(_CURSORS)}")
+        self.streams.append(cur)
+        try:
+            cur.execute(pg_statement(sql)[0] if args else sql, args or None)
+        except psycopg.Error as exc:
+            raise translated(exc) from exc
+        return cur
+
+    def close_streams(self) -> None:
+        """Mark the server-side cursors closed once their transaction is over (the server
+        dropped them with it): never later, from a garbage collector, on a connection
+        someone else may be using by then."""
+        for cur in self.streams:
+            try:
+                cur.close()
+            except psycopg.Error as exc:
+                log.debug("database: closing a server-side cursor failed: %s", exc)
+        self.streams.clear()
 
     def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> Cursor:
         raw = self.raw

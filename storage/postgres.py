@@ -239,10 +239,12 @@ class PostgresStore:
             self._unreachable = unreachable(exc)
             raise translated(exc) from exc
         self._unreachable = False
+        used: list[PgConnection] = []  # the attempt's views of `raw` (one, or two)
         try:
-            if not managed:
-                return work(PgConnection(raw))
             conn = PgConnection(raw)
+            used.append(conn)
+            if not managed:
+                return work(conn)
             try:
                 result = self._transaction(mode, work, conn)
             except BaseException:
@@ -253,7 +255,9 @@ class PostgresStore:
                 # runs again with a savepoint per write, so the refusal undoes only
                 # itself and the use case sees exactly what SQLite would show it.
                 _rollback(raw)
-                result = self._transaction(mode, work, PgConnection(raw, savepoints=True))
+                again = PgConnection(raw, savepoints=True)
+                used.append(again)
+                result = self._transaction(mode, work, again)
             try:
                 # Never a prepared statement: the text on the wire says what it is.
                 raw.execute("COMMIT", prepare=False)
@@ -267,6 +271,8 @@ class PostgresStore:
             return result
         finally:
             _rollback(raw)
+            for view in used:
+                view.close_streams()
             _RESTED_AT[raw] = time.monotonic()
             self._pool.putconn(raw)
 

@@ -89,6 +89,11 @@ class SqlConnection(Protocol):
 
     def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> Cursor: ...
 
+    def stream(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
+        """A query whose rows are read in batches (fetchmany) rather than all at once:
+        `ledger verify` reads every transfer. Inside a transaction only."""
+        ...
+
 
 _CACHE_LIMIT = 2048
 _PG_SQL: dict[str, tuple[str, bool]] = {}

@@ -572,7 +572,7 @@ class SqlSnapshot:
         self.conn = conn
 
     def transfers(self) -> Iterator[Transfer]:
-        cur = self.conn.execute(f"SELECT {rows.TRANSFER_COLS} FROM transfers ORDER BY id")
+        cur = self.conn.stream(f"SELECT {rows.TRANSFER_COLS} FROM transfers ORDER BY id")
         while batch := cur.fetchmany(5000):
             yield from (rows.transfer(r) for r in batch)
 
@@ -595,6 +595,6 @@ class SqlSnapshot:
         return chain.read_start(self.conn)
 
     def outcomes(self) -> Iterator[tuple[str, str, str]]:
-        cur = self.conn.execute("SELECT key, kind, outcome FROM operations")
+        cur = self.conn.stream("SELECT key, kind, outcome FROM operations")
         while batch := cur.fetchmany(5000):
             yield from ((r[0], r[1], r[2]) for r in batch)
