@@ -14,6 +14,8 @@ real test server.
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 import pytest
 
@@ -118,7 +120,14 @@ async def test_an_unreachable_server_is_reported_and_recovery_needs_no_restart(
             assert store.health.state.fault is Fault.UNREACHABLE
 
             proxy.restore()
-            assert (await store.probe(1, deep=False)).healthy
+            # The pool reconnects in the background with its own backoff: the probe that
+            # runs every database.health_probe_seconds reports recovery once it has.
+            for attempt in range(60):
+                if (await store.probe(1 + attempt, deep=False)).healthy:
+                    break
+                await asyncio.sleep(0.5)
+            else:
+                raise AssertionError(f"never healthy again: {store.health.state}")
             assert store.health.state.healthy
             await store.write(lambda lg: lg.add_transfer(_grant("cut-1", pid, 1)))
             assert await store.read(lambda lg: lg.balance(partner_account(pid))) == 6
