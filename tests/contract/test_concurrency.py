@@ -78,16 +78,14 @@ async def test_fifty_concurrent_allocations_of_a_day_against_twenty_days_let_twe
     await assert_settled(store, pid, balance=0, until_days=20)
 
 
-@pytest.mark.slow
-async def test_two_connections_to_one_file_neither_lose_an_update_nor_overdraw(
-    tmp_path: Path, clock: FakeClock
-) -> None:
-    path = tmp_path / "shared.db"
-    one, two = await SqliteStore.open(path), await SqliteStore.open(path)
+async def race_two_stores(one: Store, two: Store, clock: FakeClock, days: int) -> None:
+    """50 one-day allocations, alternating between two stores on one database, against
+    `days` days: exactly `days` are done, the rest refused, nothing overdrawn or lost.
+    Closes both stores. (tests/contract/test_concurrency_postgres.py runs it too.)"""
     try:
         bot = BillingService(one, clock, BillingPolicy())
         cli = BillingService(two, clock, BillingPolicy())
-        pid = await seed(bot, 30)
+        pid = await seed(bot, days)
 
         results = await asyncio.gather(
             *(
@@ -99,13 +97,21 @@ async def test_two_connections_to_one_file_neither_lose_an_update_nor_overdraw(
         )
 
         done, refused = tally(results)
-        assert (len(done), len(refused)) == (30, 20)
-        assert sorted(d.balance for d in done) == list(range(30))
+        assert (len(done), len(refused)) == (days, 50 - days)
+        assert sorted(d.balance for d in done) == list(range(days))
         for store in (one, two):
-            await assert_settled(store, pid, balance=0, until_days=30)
+            await assert_settled(store, pid, balance=0, until_days=days)
     finally:
         await one.close()
         await two.close()
+
+
+@pytest.mark.slow
+async def test_two_connections_to_one_file_neither_lose_an_update_nor_overdraw(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "shared.db"
+    await race_two_stores(await SqliteStore.open(path), await SqliteStore.open(path), clock, 30)
 
 
 @pytest.mark.slow

@@ -21,36 +21,21 @@ from core.policy import BillingPolicy
 from core.service import BillingService
 from storage.postgres import PostgresStore
 from tests.conftest import START, FakeClock
-from tests.contract.test_concurrency import REPO, SUPPORT, assert_settled, seed, tally
+from tests.contract.test_concurrency import (
+    REPO,
+    assert_settled,
+    race_two_stores,
+    seed,
+)
 
 
 @pytest.mark.slow
 async def test_two_stores_on_one_database_allocate_exactly_the_twenty_days_there_are(
     pg_url: str, clock: FakeClock
 ) -> None:
-    one, two = await PostgresStore.open(pg_url), await PostgresStore.open(pg_url)
-    try:
-        bot = BillingService(one, clock, BillingPolicy())
-        other = BillingService(two, clock, BillingPolicy())
-        pid = await seed(bot, 20)
-
-        results = await asyncio.gather(
-            *(
-                service.allocate_days(pid, "Shop", 1, SUPPORT, f"{name}:{i}")
-                for i in range(25)
-                for name, service in (("one", bot), ("two", other))
-            ),
-            return_exceptions=True,
-        )
-
-        done, refused = tally(results)
-        assert (len(done), len(refused)) == (20, 30)
-        assert sorted(d.balance for d in done) == list(range(20))
-        for store in (one, two):
-            await assert_settled(store, pid, balance=0, until_days=20)
-    finally:
-        await one.close()
-        await two.close()
+    await race_two_stores(
+        await PostgresStore.open(pg_url), await PostgresStore.open(pg_url), clock, 20
+    )
 
 
 @pytest.mark.slow
