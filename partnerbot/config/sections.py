@@ -550,6 +550,7 @@ class ClusterSettings(BaseModel):
         default=10.0,
         ge=3,
         le=600,
-        description="Several instances on one PostgreSQL database: a standby takes over the "
-        "scheduled jobs and the notice outbox within this many seconds of the leader's end.",
+        description="Several instances: a standby takes over the scheduled jobs and the "
+        "notice outbox within this many seconds of the leader's end; also the lease of an "
+        "instance's claim on a sender's updates in webhook mode.",
     )
