@@ -339,6 +339,9 @@ class _InOneTransaction:
     def executemany(self, statement: str, args: Iterable[Sequence[Any]]) -> Cursor:
         return self.conn.executemany(statement, args)
 
+    def stream(self, statement: str, args: Sequence[Any] = ()) -> Cursor:
+        return self.conn.stream(statement, args)
+
 
 def migrate_postgres(conn: psycopg.Connection[Any]) -> None:
     """The PostgreSQL migrations (storage/migrations/postgres), on `conn`, inside its
