@@ -11,25 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from partnerbot.config import load_settings
-from partnerbot.runner import Runtime
-from partnerbot.wiring import open_services
 from storage.sql import Engine
-from tests.fakes.telegram_api import FakeTelegram
-from tests.faults import free_port
 from tests.faults.pg_proxy import PgProxy, proxied
 from tests.faults.test_storage_failures import (
     CREATED,
-    PROBE_SECONDS,
-    SUPPORT,
     Running,
     ask,
     errors_with_ref,
+    running_with,
 )
 from tests.integration.bot_harness import APOLOGY
 
@@ -47,33 +40,8 @@ def parts(health: dict[str, str]) -> dict[str, str]:
     return health
 
 
-@contextlib.asynccontextmanager
-async def running_on(tmp_path: Path, proxy: PgProxy) -> AsyncIterator[Running]:
-    async with FakeTelegram() as tg:
-        port, metrics_port = free_port(), free_port()
-        config = tmp_path / "config.toml"
-        config.write_text(
-            f'[telegram]\ntoken = "{tg.token}"\napi_base_url = "{tg.base_url}"\n'
-            f"[access]\nsupport_user_ids = [{SUPPORT}]\n"
-            f'[database]\nurl = "{proxy.url}"\n'
-            f"health_probe_seconds = {PROBE_SECONDS}\n"
-            f'[server]\nport = {port}\n[metrics]\nport = {metrics_port}\n',
-            encoding="utf-8",
-        )
-        settings = load_settings(config, environ={})
-        services = await open_services(settings)
-        try:
-            runtime = Runtime(settings, services)
-            await runtime.start()
-            try:
-                yield Running(
-                    tg, services, runtime, f"http://127.0.0.1:{port}",
-                    f"http://127.0.0.1:{metrics_port}",
-                )
-            finally:
-                await runtime.stop()
-        finally:
-            await services.close()
+def running_on(tmp_path: Path, proxy: PgProxy) -> contextlib.AbstractAsyncContextManager[Running]:
+    return running_with(tmp_path, f'url = "{proxy.url}"\n')
 
 
 async def test_postgresql_out_of_reach_is_reported_and_recovered_without_a_restart(

@@ -101,15 +101,21 @@ async def ask(user: FakeUser, text: str) -> BotMessage:
     return await user.wait_reply(timeout=WAIT)
 
 
+def running(tmp_path: Path, db: Path) -> contextlib.AbstractAsyncContextManager[Running]:
+    return running_with(tmp_path, f'path = "{db}"\nsynchronous = "NORMAL"\n')
+
+
 @contextlib.asynccontextmanager
-async def running(tmp_path: Path, db: Path) -> AsyncIterator[Running]:
+async def running_with(tmp_path: Path, database: str) -> AsyncIterator[Running]:
+    """The bot as `partnerbot run` starts it, on the database that the `[database]`
+    lines `database` name (tests/faults/test_postgres_health.py: PostgreSQL)."""
     async with FakeTelegram() as tg:
         port, metrics_port = free_port(), free_port()
         config = tmp_path / "config.toml"
         config.write_text(
             f'[telegram]\ntoken = "{tg.token}"\napi_base_url = "{tg.base_url}"\n'
             f"[access]\nsupport_user_ids = [{SUPPORT}]\n"
-            f'[database]\npath = "{db}"\nsynchronous = "NORMAL"\n'
+            f"[database]\n{database}"
             f"health_probe_seconds = {PROBE_SECONDS}\n"
             f'[server]\nport = {port}\n[metrics]\nport = {metrics_port}\n'
             f'[backup]\ndirectory = "{tmp_path / "backups"}"\n',
