@@ -141,12 +141,9 @@ async def test_grants_on_one_connection_and_allocations_on_another_add_up_exactl
         await two.close()
 
 
-@pytest.mark.slow
-async def test_the_same_key_arriving_on_two_connections_at_once_acts_once(
-    tmp_path: Path, clock: FakeClock
-) -> None:
-    path = tmp_path / "shared.db"
-    one, two = await SqliteStore.open(path), await SqliteStore.open(path)
+async def same_key_on_two_stores(one: Store, two: Store, clock: FakeClock) -> None:
+    """Each of ten keys arrives on both stores at once: each acts once, the other call
+    replays its outcome. Closes both stores. (Run on PostgreSQL too.)"""
     try:
         first = BillingService(one, clock, BillingPolicy())
         second = BillingService(two, clock, BillingPolicy())
@@ -165,6 +162,16 @@ async def test_the_same_key_arriving_on_two_connections_at_once_acts_once(
     finally:
         await one.close()
         await two.close()
+
+
+@pytest.mark.slow
+async def test_the_same_key_arriving_on_two_connections_at_once_acts_once(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "shared.db"
+    await same_key_on_two_stores(
+        await SqliteStore.open(path), await SqliteStore.open(path), clock
+    )
 
 
 # A separate process: opens the shared file, waits for the go file, then tries its

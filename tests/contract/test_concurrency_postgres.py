@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from tests.contract.test_concurrency import (
     REPO,
     assert_settled,
     race_two_stores,
+    same_key_on_two_stores,
     seed,
 )
 
@@ -42,25 +42,9 @@ async def test_two_stores_on_one_database_allocate_exactly_the_twenty_days_there
 async def test_the_same_key_on_two_stores_at_once_acts_once(
     pg_url: str, clock: FakeClock
 ) -> None:
-    one, two = await PostgresStore.open(pg_url), await PostgresStore.open(pg_url)
-    try:
-        first = BillingService(one, clock, BillingPolicy())
-        second = BillingService(two, clock, BillingPolicy())
-        pid = await seed(first, 30)
-
-        results = await asyncio.gather(*(
-            service.allocate_days(pid, "Shop", 2, "user:100", f"tap:{i}")
-            for i in range(10)
-            for service in (first, second)
-        ))
-
-        for a, b in zip(results[::2], results[1::2], strict=True):
-            assert {a.replayed, b.replayed} == {False, True}
-            assert replace(a, replayed=False) == replace(b, replayed=False)
-        await assert_settled(one, pid, balance=10, until_days=20)
-    finally:
-        await one.close()
-        await two.close()
+    await same_key_on_two_stores(
+        await PostgresStore.open(pg_url), await PostgresStore.open(pg_url), clock
+    )
 
 
 # A separate process with its own PostgresStore (its own pool): waits for the go file,
